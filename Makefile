@@ -1,0 +1,40 @@
+# Two commands: `make run` starts the whole system, `make test` runs the suite.
+# Both create .venv and install what they need on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench lint schema deploy demo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/taskflow-jobs up
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	@for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+schema: $(STAMP)
+	$(BIN)/taskflow-jobs schema --write
+
+deploy: $(STAMP)
+	$(BIN)/taskflow-jobs deploy
+
+demo: $(STAMP)
+	$(BIN)/taskflow-jobs demo
+
+clean:
+	rm -rf $(VENV) .data

@@ -1,0 +1,126 @@
+"""Every setting of taskflow-jobs, read from the environment (and `.env`).
+
+The names are the contract in ARCHITECTURE.md; a bad value fails with a message that
+names the environment variable (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMAIL_QUEUE = "email_notifications"
+
+
+class EmailProvider(StrEnum):
+    console = "console"
+    smtp = "smtp"
+    sendgrid = "sendgrid"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True
+    )
+
+    # --- storage -------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL of the app database; unset = embedded server"
+    )
+    data_dir: Path = Field(
+        Path(".data"),
+        validation_alias="TASKFLOW_DATA_DIR",
+        description="Embedded Postgres, Prefect home and the console outbox live here",
+    )
+
+    # --- email ---------------------------------------------------------------------
+    email_provider: EmailProvider = EmailProvider.console
+    email_from: str = "TaskFlow <noreply@example.com>"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_timeout: float = Field(30.0, gt=0, validation_alias="SMTP_TIMEOUT")
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_api_url: str = "https://api.sendgrid.com"
+    sendgrid_concurrency: int = Field(8, ge=1, le=256)
+    sendgrid_timeout: float = Field(30.0, gt=0)
+
+    # --- queue and retries ---------------------------------------------------------
+    email_max_attempts: int = Field(5, ge=1, le=100)
+    email_batch_size: int = Field(100, ge=1, le=10_000)
+    email_visibility_timeout: float = Field(
+        120.0, gt=0, description="Seconds a claimed batch stays invisible to other consumers"
+    )
+    email_backoff_base: float = Field(10.0, gt=0, description="Seconds before the first retry")
+    email_backoff_cap: float = Field(3600.0, gt=0, description="Longest delay between retries")
+    email_time_budget: float = Field(
+        50.0, gt=0, description="Seconds one email-dispatch run drains before it stops"
+    )
+
+    # --- slack / reports -----------------------------------------------------------
+    slack_webhook_url: SecretStr | None = None
+    app_timezone: str = "UTC"
+
+    # --- webhook receiver ----------------------------------------------------------
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(8787, ge=1, le=65535)
+
+    # --- local system (`taskflow-jobs up`) -------------------------------------------
+    prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")
+
+    # --- logging -------------------------------------------------------------------
+    log_format: str = Field("text", pattern="^(text|json)$", validation_alias="TASKFLOW_LOG_FORMAT")
+
+    @field_validator("app_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("sendgrid_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.app_timezone)
+
+
+def _env_name(loc: tuple) -> str:
+    field = str(loc[0]) if loc else "?"
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    return str(alias if isinstance(alias, str) else field).upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; raise SettingsError naming every bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call `get_settings.cache_clear()`)."""
+    return load_settings()

@@ -1,0 +1,539 @@
+CREATE SCHEMA auth;
+
+CREATE SCHEMA jobs;
+
+CREATE SCHEMA public;
+
+COMMENT ON SCHEMA public IS 'standard public schema';
+
+CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    WITH done AS (
+        DELETE FROM jobs.messages m
+        WHERE m.id = ANY (p_ids) AND m.claim_token = p_token
+        RETURNING m.*
+    )
+    INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
+                              idempotency_key, redrive_count)
+    SELECT id, queue, payload, enqueued_at, p_now, attempt, errors, idempotency_key, redrive_count
+    FROM done
+    RETURNING id;
+$$;
+
+CREATE TABLE jobs.messages (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    enqueued_at timestamp with time zone DEFAULT now() NOT NULL,
+    visible_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    claim_token uuid,
+    claimed_at timestamp with time zone,
+    idempotency_key text,
+    redrive_count integer DEFAULT 0 NOT NULL,
+    CONSTRAINT messages_attempt_check CHECK ((attempt >= 0)),
+    CONSTRAINT messages_check CHECK (((claim_token IS NULL) = (claimed_at IS NULL))),
+    CONSTRAINT messages_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT messages_max_attempts_check CHECK ((max_attempts > 0))
+);
+
+CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF jobs.messages
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    WITH candidates AS (
+        SELECT m.id,
+               m.claim_token IS NOT NULL AS lease_expired,
+               m.attempt >= m.max_attempts AS exhausted
+        FROM jobs.messages m
+        WHERE m.queue = p_queue AND m.visible_at <= p_now
+        ORDER BY m.visible_at, m.id
+        LIMIT p_batch_size
+        FOR UPDATE SKIP LOCKED
+    ), lost AS (
+        DELETE FROM jobs.messages m
+        USING candidates c
+        WHERE m.id = c.id AND c.lease_expired AND c.exhausted
+        RETURNING m.*
+    ), buried AS (
+        INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
+                                       max_attempts, errors, reason, idempotency_key, redrive_count)
+        SELECT id, queue, payload, enqueued_at, p_now, attempt, max_attempts,
+               errors || jsonb_build_object('at', p_now, 'attempt', attempt,
+                                            'error', 'visibility timeout expired before ack'),
+               'attempts exhausted: the last attempt''s visibility timeout expired before ack',
+               idempotency_key, redrive_count
+        FROM lost
+    )
+    UPDATE jobs.messages m
+    SET attempt = m.attempt + 1,
+        visible_at = p_now + p_visibility_timeout,
+        claim_token = p_token,
+        claimed_at = p_now,
+        errors = CASE WHEN c.lease_expired
+                      THEN m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt,
+                                                          'error', 'visibility timeout expired before ack')
+                      ELSE m.errors END
+    FROM candidates c
+    WHERE m.id = c.id AND NOT (c.lease_expired AND c.exhausted)
+    RETURNING m.*;
+$$;
+
+CREATE FUNCTION jobs.current_actor(p_fallback uuid) RETURNS uuid
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+    SELECT coalesce(
+        nullif(current_setting('request.jwt.claim.sub', true), ''),
+        nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub',
+        p_fallback::text
+    )::uuid;
+$$;
+
+CREATE FUNCTION jobs.dead_letter(p_ids bigint[], p_reasons text[], p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    WITH failed AS (
+        DELETE FROM jobs.messages m
+        USING unnest(p_ids, p_reasons) AS r (id, reason)
+        WHERE m.id = r.id AND m.claim_token = p_token
+        RETURNING m.*, r.reason
+    )
+    INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
+                                   max_attempts, errors, reason, idempotency_key, redrive_count)
+    SELECT id, queue, payload, enqueued_at, p_now, attempt, max_attempts,
+           errors || jsonb_build_object('at', p_now, 'attempt', attempt, 'error', reason),
+           reason, idempotency_key, redrive_count
+    FROM failed
+    RETURNING id;
+$$;
+
+CREATE FUNCTION jobs.enqueue_task_assigned(p_task_id bigint, p_task_title text, p_assignee_id uuid, p_assigner_id uuid, p_assigned_at timestamp with time zone) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    SELECT jobs.send(
+        'email_notifications',
+        jsonb_build_object('type', 'task_assigned', 'task_id', p_task_id, 'task_title', p_task_title,
+                           'assignee_id', p_assignee_id, 'assigner_id', p_assigner_id),
+        p_idempotency_key => format('task_assigned:%s:%s:%s', p_task_id, p_assignee_id,
+                                    (extract(epoch FROM p_assigned_at) * 1000000)::bigint)
+    );
+$$;
+
+CREATE FUNCTION jobs.enqueue_welcome_email(p_user_id uuid, p_email text, p_name text) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    SELECT jobs.send(
+        'email_notifications',
+        jsonb_build_object('type', 'welcome_email', 'user_id', p_user_id,
+                           'email', p_email, 'name', p_name),
+        p_idempotency_key => 'welcome_email:' || p_user_id
+    );
+$$;
+
+CREATE FUNCTION jobs.metrics(p_queue text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(queue text, depth bigint, visible bigint, in_flight bigint, delayed bigint, oldest_age_seconds double precision, oldest_visible_age_seconds double precision, dead_letters bigint, measured_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    SELECT q.name,
+           coalesce(m.depth, 0),
+           coalesce(m.visible, 0),
+           coalesce(m.in_flight, 0),
+           coalesce(m.delayed, 0),
+           m.oldest_age,
+           m.oldest_visible_age,
+           coalesce(d.dead, 0),
+           p_now
+    FROM jobs.queues q
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS depth,
+               count(*) FILTER (WHERE visible_at <= p_now) AS visible,
+               count(*) FILTER (WHERE claim_token IS NOT NULL AND visible_at > p_now) AS in_flight,
+               count(*) FILTER (WHERE claim_token IS NULL AND visible_at > p_now) AS delayed,
+               extract(epoch FROM p_now - min(enqueued_at))::double precision AS oldest_age,
+               extract(epoch FROM p_now - min(enqueued_at) FILTER (WHERE visible_at <= p_now))::double precision
+                   AS oldest_visible_age
+        FROM jobs.messages WHERE messages.queue = q.name
+    ) m ON true
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS dead FROM jobs.dead_letters WHERE dead_letters.queue = q.name
+    ) d ON true
+    WHERE p_queue IS NULL OR q.name = p_queue
+    ORDER BY q.name;
+$$;
+
+CREATE FUNCTION jobs.notify_new_messages() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_queue text;
+BEGIN
+    FOR v_queue IN SELECT DISTINCT queue FROM new_rows WHERE visible_at <= now() LOOP
+        PERFORM pg_notify('jobs_new_message', v_queue);
+    END LOOP;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION jobs.on_task_assigned() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM jobs.enqueue_task_assigned(NEW.id, NEW.title, NEW.assignee_id,
+                                       jobs.current_actor(NEW.created_by), NEW.assigned_at);
+    RETURN NEW;
+END $$;
+
+CREATE FUNCTION jobs.on_user_created() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM jobs.enqueue_welcome_email(NEW.id, NEW.email, NEW.raw_user_meta_data ->> 'full_name');
+    RETURN NEW;
+END $$;
+
+CREATE FUNCTION jobs.redrive(p_ids bigint[] DEFAULT NULL::bigint[], p_queue text DEFAULT NULL::text, p_type text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    WITH revived AS (
+        DELETE FROM jobs.dead_letters d
+        WHERE (p_ids IS NULL OR d.id = ANY (p_ids))
+          AND (p_queue IS NULL OR d.queue = p_queue)
+          AND (p_type IS NULL OR d.payload ->> 'type' = p_type)
+        RETURNING d.*
+    )
+    INSERT INTO jobs.messages (id, queue, payload, enqueued_at, visible_at, attempt, max_attempts,
+                               errors, idempotency_key, redrive_count)
+    SELECT id, queue, payload, enqueued_at, p_now, 0, max_attempts, errors, idempotency_key,
+           redrive_count + 1
+    FROM revived
+    RETURNING id;
+$$;
+
+CREATE FUNCTION jobs.release(p_ids bigint[], p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    UPDATE jobs.messages m
+    SET visible_at = p_now, claim_token = NULL, claimed_at = NULL,
+        attempt = greatest(m.attempt - 1, 0)
+    WHERE m.id = ANY (p_ids) AND m.claim_token = p_token
+    RETURNING m.id;
+$$;
+
+CREATE FUNCTION jobs.retry_later(p_ids bigint[], p_errors text[], p_delays interval[], p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    UPDATE jobs.messages m
+    SET visible_at = p_now + r.delay,
+        claim_token = NULL,
+        claimed_at = NULL,
+        errors = m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt, 'error', r.error)
+    FROM unnest(p_ids, p_errors, p_delays) AS r (id, error, delay)
+    WHERE m.id = r.id AND m.claim_token = p_token
+    RETURNING m.id;
+$$;
+
+CREATE FUNCTION jobs.send(p_queue text, p_payload jsonb, p_delay interval DEFAULT NULL::interval, p_idempotency_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT NULL::integer) RETURNS bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_id bigint;
+    v_max integer;
+BEGIN
+    SELECT q.max_attempts INTO v_max FROM jobs.queues q WHERE q.name = p_queue;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'jobs.send: unknown queue "%"', p_queue USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_payload IS NULL OR jsonb_typeof(p_payload) <> 'object' THEN
+        RAISE EXCEPTION 'jobs.send: payload must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_id := nextval(pg_get_serial_sequence('jobs.messages', 'id'));
+    IF p_idempotency_key IS NOT NULL THEN
+        INSERT INTO jobs.idempotency_keys (queue, key, message_id)
+        VALUES (p_queue, p_idempotency_key, v_id)
+        ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT k.message_id INTO v_id FROM jobs.idempotency_keys k
+            WHERE k.queue = p_queue AND k.key = p_idempotency_key;
+            RETURN v_id;
+        END IF;
+    END IF;
+    INSERT INTO jobs.messages (id, queue, payload, visible_at, max_attempts, idempotency_key)
+    VALUES (v_id, p_queue, p_payload, now() + coalesce(p_delay, interval '0'),
+            coalesce(p_max_attempts, v_max), p_idempotency_key);
+    RETURN v_id;
+END $$;
+
+CREATE FUNCTION jobs.send_batch(p_queue text, p_payloads jsonb[], p_delay interval DEFAULT NULL::interval) RETURNS SETOF bigint
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_max integer;
+BEGIN
+    SELECT q.max_attempts INTO v_max FROM jobs.queues q WHERE q.name = p_queue;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'jobs.send_batch: unknown queue "%"', p_queue USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    INSERT INTO jobs.messages (queue, payload, visible_at, max_attempts)
+    SELECT p_queue, p.payload, now() + coalesce(p_delay, interval '0'), v_max
+    FROM unnest(p_payloads) WITH ORDINALITY AS p (payload, ord)
+    ORDER BY p.ord
+    RETURNING id;
+END $$;
+
+CREATE FUNCTION public.create_profile_for_new_user() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+    INSERT INTO public.profiles (id, email, full_name)
+    VALUES (NEW.id, NEW.email, NEW.raw_user_meta_data ->> 'full_name')
+    ON CONFLICT (id) DO NOTHING;
+    RETURN NEW;
+END $$;
+
+CREATE FUNCTION public.tasks_maintain_timestamps() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.status = 'completed' THEN
+        IF NEW.completed_at IS NULL THEN
+            NEW.completed_at := now();
+        END IF;
+    ELSE
+        NEW.completed_at := NULL;
+    END IF;
+    IF NEW.assignee_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.assignee_id IS DISTINCT FROM OLD.assignee_id) THEN
+        NEW.assigned_at := coalesce(NEW.assigned_at, now());
+        IF TG_OP = 'UPDATE' AND NEW.assigned_at IS NOT DISTINCT FROM OLD.assigned_at THEN
+            NEW.assigned_at := now();
+        END IF;
+    ELSIF NEW.assignee_id IS NULL THEN
+        NEW.assigned_at := NULL;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TABLE auth.users (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    email text,
+    raw_user_meta_data jsonb DEFAULT '{}'::jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE jobs.archive (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    enqueued_at timestamp with time zone NOT NULL,
+    finalized_at timestamp with time zone NOT NULL,
+    attempt integer NOT NULL,
+    errors jsonb NOT NULL,
+    idempotency_key text,
+    redrive_count integer NOT NULL
+);
+
+CREATE TABLE jobs.dead_letters (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    enqueued_at timestamp with time zone NOT NULL,
+    dead_lettered_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempt integer NOT NULL,
+    max_attempts integer NOT NULL,
+    errors jsonb NOT NULL,
+    reason text NOT NULL,
+    idempotency_key text,
+    redrive_count integer NOT NULL,
+    CONSTRAINT dead_letters_reason_check CHECK ((reason <> ''::text))
+);
+
+CREATE TABLE jobs.idempotency_keys (
+    queue text NOT NULL,
+    key text NOT NULL,
+    message_id bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE jobs.messages ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME jobs.messages_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE VIEW jobs.queue_metrics AS
+ SELECT queue,
+    depth,
+    visible,
+    in_flight,
+    delayed,
+    oldest_age_seconds,
+    oldest_visible_age_seconds,
+    dead_letters,
+    measured_at
+   FROM jobs.metrics() metrics(queue, depth, visible, in_flight, delayed, oldest_age_seconds, oldest_visible_age_seconds, dead_letters, measured_at);
+
+CREATE TABLE jobs.queues (
+    name text NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT queues_max_attempts_check CHECK ((max_attempts > 0)),
+    CONSTRAINT queues_name_check CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
+);
+
+CREATE TABLE public.audit_log (
+    id bigint NOT NULL,
+    actor_id uuid,
+    action text NOT NULL,
+    entity text NOT NULL,
+    entity_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE public.audit_log ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.audit_log_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE public.daily_stats (
+    date date NOT NULL,
+    new_tasks integer NOT NULL,
+    completed_tasks integer NOT NULL,
+    new_users integer NOT NULL,
+    computed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT daily_stats_completed_tasks_check CHECK ((completed_tasks >= 0)),
+    CONSTRAINT daily_stats_new_tasks_check CHECK ((new_tasks >= 0)),
+    CONSTRAINT daily_stats_new_users_check CHECK ((new_users >= 0))
+);
+
+CREATE TABLE public.profiles (
+    id uuid NOT NULL,
+    email text,
+    full_name text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.taskflow_migrations (
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE public.tasks (
+    id bigint NOT NULL,
+    title text NOT NULL,
+    status text DEFAULT 'todo'::text NOT NULL,
+    assignee_id uuid,
+    created_by uuid,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    completed_at timestamp with time zone,
+    assigned_at timestamp with time zone,
+    CONSTRAINT tasks_check CHECK (((status = 'completed'::text) = (completed_at IS NOT NULL))),
+    CONSTRAINT tasks_status_check CHECK ((status = ANY (ARRAY['todo'::text, 'in_progress'::text, 'completed'::text])))
+);
+
+ALTER TABLE public.tasks ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.tasks_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE ONLY auth.users
+    ADD CONSTRAINT users_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY jobs.archive
+    ADD CONSTRAINT archive_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY jobs.dead_letters
+    ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY jobs.idempotency_keys
+    ADD CONSTRAINT idempotency_keys_pkey PRIMARY KEY (queue, key);
+
+ALTER TABLE ONLY jobs.messages
+    ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY jobs.queues
+    ADD CONSTRAINT queues_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY public.audit_log
+    ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.daily_stats
+    ADD CONSTRAINT daily_stats_pkey PRIMARY KEY (date);
+
+ALTER TABLE ONLY public.profiles
+    ADD CONSTRAINT profiles_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.taskflow_migrations
+    ADD CONSTRAINT taskflow_migrations_pkey PRIMARY KEY (version);
+
+ALTER TABLE ONLY public.tasks
+    ADD CONSTRAINT tasks_pkey PRIMARY KEY (id);
+
+CREATE INDEX users_created_at_idx ON auth.users USING btree (created_at);
+
+CREATE INDEX archive_finalized_at_idx ON jobs.archive USING btree (finalized_at);
+
+CREATE INDEX dead_letters_queue_at_idx ON jobs.dead_letters USING btree (queue, dead_lettered_at);
+
+CREATE INDEX idempotency_keys_created_at_idx ON jobs.idempotency_keys USING btree (created_at);
+
+CREATE INDEX messages_claim_idx ON jobs.messages USING btree (queue, visible_at, id);
+
+CREATE INDEX audit_log_created_at_idx ON public.audit_log USING btree (created_at);
+
+CREATE INDEX tasks_assignee_id_idx ON public.tasks USING btree (assignee_id);
+
+CREATE INDEX tasks_completed_at_idx ON public.tasks USING btree (completed_at) WHERE (completed_at IS NOT NULL);
+
+CREATE INDEX tasks_created_at_idx ON public.tasks USING btree (created_at);
+
+CREATE TRIGGER create_profile_for_new_user AFTER INSERT ON auth.users FOR EACH ROW EXECUTE FUNCTION public.create_profile_for_new_user();
+
+CREATE TRIGGER enqueue_welcome_email AFTER INSERT ON auth.users FOR EACH ROW EXECUTE FUNCTION jobs.on_user_created();
+
+CREATE TRIGGER messages_notify AFTER INSERT ON jobs.messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION jobs.notify_new_messages();
+
+CREATE TRIGGER enqueue_task_assigned_on_insert AFTER INSERT ON public.tasks FOR EACH ROW WHEN ((new.assignee_id IS NOT NULL)) EXECUTE FUNCTION jobs.on_task_assigned();
+
+CREATE TRIGGER enqueue_task_assigned_on_update AFTER UPDATE OF assignee_id ON public.tasks FOR EACH ROW WHEN (((new.assignee_id IS NOT NULL) AND (new.assignee_id IS DISTINCT FROM old.assignee_id))) EXECUTE FUNCTION jobs.on_task_assigned();
+
+CREATE TRIGGER tasks_maintain_timestamps BEFORE INSERT OR UPDATE ON public.tasks FOR EACH ROW EXECUTE FUNCTION public.tasks_maintain_timestamps();
+
+ALTER TABLE ONLY jobs.messages
+    ADD CONSTRAINT messages_queue_fkey FOREIGN KEY (queue) REFERENCES jobs.queues(name);
+
+ALTER TABLE ONLY public.profiles
+    ADD CONSTRAINT profiles_id_fkey FOREIGN KEY (id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY public.tasks
+    ADD CONSTRAINT tasks_assignee_id_fkey FOREIGN KEY (assignee_id) REFERENCES auth.users(id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY public.tasks
+    ADD CONSTRAINT tasks_created_by_fkey FOREIGN KEY (created_by) REFERENCES auth.users(id) ON DELETE SET NULL;

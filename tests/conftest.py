@@ -1,0 +1,88 @@
+"""Shared fixtures: one real PostgreSQL (pgserver) per test session, a migrated template
+database built once, and a fresh clone of it per test (CREATE DATABASE … TEMPLATE)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from taskflow_jobs import db
+from taskflow_jobs.schema_dump import with_database
+
+TEMPLATE = "taskflow_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Admin URL of a real PostgreSQL started for this session from the pgserver package."""
+    data_dir = tmp_path_factory.mktemp("pg")
+    server = db.embedded_server(data_dir, cleanup_mode="delete")
+    socket_dir = server.get_postmaster_info().socket_dir
+    yield f"postgresql://postgres@/postgres?host={socket_dir}"
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_url(pg_admin_url: str) -> str:
+    db.ensure_database(pg_admin_url, TEMPLATE)
+    url = with_database(pg_admin_url, TEMPLATE)
+    db.migrate(url)
+    return url
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(stmt)
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
+    """A migrated database of this test's own."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    url = create_database(pg_admin_url, name, TEMPLATE)
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """An empty database (for migration tests)."""
+    name = f"e_{os.getpid()}_{next(_counter)}"
+    url = create_database(pg_admin_url, name)
+    yield url
+    drop_database(pg_admin_url, name)
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """A connection in autocommit mode: each statement is its own transaction."""
+    with db.connect(database_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
