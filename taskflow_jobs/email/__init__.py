@@ -1,0 +1,1 @@
+"""Email jobs: message models, rendering, providers."""
