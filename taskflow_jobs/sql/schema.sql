@@ -42,24 +42,28 @@ CREATE TABLE jobs.messages (
 );
 
 CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF jobs.messages
-    LANGUAGE sql SECURITY DEFINER
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
-    WITH candidates AS (
-        SELECT m.id,
-               m.claim_token IS NOT NULL AS lease_expired,
-               m.attempt >= m.max_attempts AS exhausted
+DECLARE
+    v_ids bigint[];
+    v_lost bigint[];
+BEGIN
+    SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.id) FILTER (WHERE c.lost), '{}')
+    INTO v_ids, v_lost
+    FROM (
+        SELECT m.id, m.claim_token IS NOT NULL AND m.attempt >= m.max_attempts AS lost
         FROM jobs.messages m
         WHERE m.queue = p_queue AND m.visible_at <= p_now
         ORDER BY m.visible_at, m.id
         LIMIT p_batch_size
         FOR UPDATE SKIP LOCKED
-    ), lost AS (
-        DELETE FROM jobs.messages m
-        USING candidates c
-        WHERE m.id = c.id AND c.lease_expired AND c.exhausted
-        RETURNING m.*
-    ), buried AS (
+    ) c;
+
+    IF cardinality(v_lost) > 0 THEN
+        WITH lost AS (
+            DELETE FROM jobs.messages m WHERE m.id = ANY (v_lost) RETURNING m.*
+        )
         INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
                                        max_attempts, errors, reason, idempotency_key, redrive_count)
         SELECT id, queue, payload, enqueued_at, p_now, attempt, max_attempts,
@@ -67,21 +71,22 @@ CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_time
                                             'error', 'visibility timeout expired before ack'),
                'attempts exhausted: the last attempt''s visibility timeout expired before ack',
                idempotency_key, redrive_count
-        FROM lost
-    )
+        FROM lost;
+    END IF;
+
+    RETURN QUERY
     UPDATE jobs.messages m
     SET attempt = m.attempt + 1,
         visible_at = p_now + p_visibility_timeout,
         claim_token = p_token,
         claimed_at = p_now,
-        errors = CASE WHEN c.lease_expired
-                      THEN m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt,
+        errors = CASE WHEN m.claim_token IS NULL THEN m.errors
+                      ELSE m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt,
                                                           'error', 'visibility timeout expired before ack')
-                      ELSE m.errors END
-    FROM candidates c
-    WHERE m.id = c.id AND NOT (c.lease_expired AND c.exhausted)
+                 END
+    WHERE m.id = ANY (v_ids) AND NOT (m.id = ANY (v_lost))
     RETURNING m.*;
-$$;
+END $$;
 
 CREATE FUNCTION jobs.current_actor(p_fallback uuid) RETURNS uuid
     LANGUAGE sql STABLE
@@ -101,7 +106,7 @@ CREATE FUNCTION jobs.dead_letter(p_ids bigint[], p_reasons text[], p_token uuid,
     WITH failed AS (
         DELETE FROM jobs.messages m
         USING unnest(p_ids, p_reasons) AS r (id, reason)
-        WHERE m.id = r.id AND m.claim_token = p_token
+        WHERE m.id = ANY (p_ids) AND m.id = r.id AND m.claim_token = p_token
         RETURNING m.*, r.reason
     )
     INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
@@ -240,7 +245,7 @@ CREATE FUNCTION jobs.retry_later(p_ids bigint[], p_errors text[], p_delays inter
         claimed_at = NULL,
         errors = m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt, 'error', r.error)
     FROM unnest(p_ids, p_errors, p_delays) AS r (id, error, delay)
-    WHERE m.id = r.id AND m.claim_token = p_token
+    WHERE m.id = ANY (p_ids) AND m.id = r.id AND m.claim_token = p_token
     RETURNING m.id;
 $$;
 
