@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import wraps
 from typing import Annotated, Any
@@ -59,12 +60,23 @@ def database_url() -> str:
     return db.database_url(settings())
 
 
+def default_prefect_api(current: Settings) -> None:
+    """Without PREFECT_API_URL, talk to the Prefect server that `taskflow-jobs up` runs.
+
+    Set before Prefect is imported, so Prefect's own settings pick it up; an explicit
+    PREFECT_API_URL (another server, Prefect Cloud) always wins.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{current.prefect_port}/api"
+
+
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     from taskflow_jobs.logs import configure_logging
 
     try:
         configure_logging(settings(), verbose=verbose)
+        default_prefect_api(settings())
     except SettingsError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None

@@ -403,6 +403,41 @@ CREATE TABLE jobs.queues (
     CONSTRAINT queues_name_check CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
 );
 
+CREATE VIEW jobs.recent_failures AS
+ SELECT ((e.value ->> 'at'::text))::timestamp with time zone AS failed_at,
+    f.id AS message_id,
+    f.queue,
+    (f.payload ->> 'type'::text) AS message_type,
+    ((e.value ->> 'attempt'::text))::integer AS attempt,
+    (e.value ->> 'error'::text) AS error,
+    f.outcome
+   FROM (( SELECT messages.id,
+            messages.queue,
+            messages.payload,
+            messages.errors,
+            'pending'::text AS outcome
+           FROM jobs.messages
+          WHERE (messages.errors <> '[]'::jsonb)
+        UNION ALL
+         SELECT archive.id,
+            archive.queue,
+            archive.payload,
+            archive.errors,
+            'sent'::text
+           FROM jobs.archive
+          WHERE ((archive.finalized_at > (now() - '7 days'::interval)) AND (archive.errors <> '[]'::jsonb))
+        UNION ALL
+         SELECT dead_letters.id,
+            dead_letters.queue,
+            dead_letters.payload,
+            dead_letters.errors,
+            'dead'::text
+           FROM jobs.dead_letters
+          WHERE (dead_letters.dead_lettered_at > (now() - '7 days'::interval))) f
+     CROSS JOIN LATERAL jsonb_array_elements(f.errors) e(value))
+  WHERE (((e.value ->> 'at'::text))::timestamp with time zone > (now() - '7 days'::interval))
+  ORDER BY ((e.value ->> 'at'::text))::timestamp with time zone DESC;
+
 CREATE TABLE public.audit_log (
     id bigint NOT NULL,
     actor_id uuid,

@@ -1,0 +1,148 @@
+"""status and runs: the system at a glance, as rich tables or JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taskflow_jobs import status as status_lib
+from taskflow_jobs.cli.base import CliError, command, database_url
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for i, name in enumerate(columns):
+        table.add_column(name, no_wrap=i == 0)
+    for row in rows:
+        table.add_row(*[str(cell) for cell in row])
+    return table
+
+
+@command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """Queues, the latest dead letters, and each deployment's last and next run."""
+    snap = status_lib.snapshot(database_url())
+    if as_json:
+        typer.echo(json.dumps(snap.to_json(), default=str, indent=2))
+        return
+    console = Console()
+    console.print(
+        _table(
+            "Queues",
+            ["queue", "depth", "visible", "in flight", "delayed", "oldest", "dead letters"],
+            [
+                [
+                    q.queue,
+                    q.depth,
+                    q.visible,
+                    q.in_flight,
+                    q.delayed,
+                    _age(q.oldest_age_seconds),
+                    q.dead_letters,
+                ]
+                for q in snap.queues
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Latest dead letters (taskflow-jobs dlq list / dlq redrive)",
+            ["id", "type", "attempts", "dead-lettered", "reason"],
+            [
+                [d.id, d.payload.get("type"), d.attempt, _when(d.dead_lettered_at), d.reason[:100]]
+                for d in snap.dead_letters
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Recent failures (jobs.recent_failures)",
+            ["failed at", "message", "type", "attempt", "now", "error"],
+            [
+                [
+                    _when(f["failed_at"]),
+                    f["message_id"],
+                    f["message_type"],
+                    f["attempt"],
+                    f["outcome"],
+                    (f["error"] or "")[:80],
+                ]
+                for f in snap.recent_failures
+            ],
+        )
+    )
+    if snap.prefect_error:
+        console.print(f"[yellow]deployments: {snap.prefect_error}[/yellow]")
+        return
+    console.print(
+        _table(
+            "Deployments",
+            ["deployment", "schedule", "last run", "state", "started", "next run"],
+            [
+                [
+                    f"{d.flow}/{d.name}",
+                    ", ".join(d.schedules) + (" (paused)" if d.paused else "") or "-",
+                    d.last_run.name if d.last_run else "-",
+                    d.last_run.state if d.last_run else "-",
+                    _when(d.last_run.start if d.last_run else None),
+                    _when(d.next_run),
+                ]
+                for d in snap.deployments
+            ],
+        )
+    )
+
+
+@command()
+def runs(
+    flow: Annotated[str | None, typer.Option(help="Only this flow, e.g. daily-stats")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Recent flow runs from Prefect (the original design's cron.job_run_details)."""
+    try:
+        found = status_lib.recent_runs(flow, limit)
+    except (ValueError, status_lib.PrefectUnavailable) as exc:
+        raise CliError(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps([r.__dict__ for r in found], default=str, indent=2))
+        return
+    Console().print(
+        _table(
+            "Flow runs",
+            ["run", "flow", "deployment", "state", "started", "ended", "seconds"],
+            [
+                [
+                    r.name,
+                    r.flow,
+                    r.deployment or "-",
+                    r.state,
+                    _when(r.start),
+                    _when(r.end),
+                    r.duration_s if r.duration_s is not None else "-",
+                ]
+                for r in found
+            ],
+        )
+    )
