@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
 from taskflow_jobs.settings import Settings, SettingsError
 from taskflow_jobs.sql import MIGRATIONS_DIR
@@ -107,7 +109,7 @@ def database_url(settings: Settings) -> str:
 def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
     """A psycopg connection with dict rows; connection errors never show the password."""
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             url, autocommit=autocommit, row_factory=dict_row, connect_timeout=connect_timeout
         )
     except psycopg.OperationalError as exc:
@@ -115,6 +117,9 @@ def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) ->
         raise DatabaseUnavailable(
             f"cannot connect to {redact_url(url)}: {redact_reason(reason, url)}"
         ) from None
+    # payloads are decoded by the thousand when claiming: orjson is several times faster
+    set_json_loads(orjson.loads, conn)
+    return conn
 
 
 def redact_reason(reason: str, url: str) -> str:

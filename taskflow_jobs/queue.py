@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from taskflow_jobs.sql import query
@@ -33,6 +34,8 @@ def _interval(value: timedelta | float | None) -> timedelta | None:
 
 @dataclass(frozen=True)
 class Message:
+    """A leased message. Field order matches the `claim` query's columns."""
+
     id: int
     queue: str
     payload: dict[str, Any]
@@ -40,8 +43,6 @@ class Message:
     max_attempts: int
     errors: list[dict[str, Any]]
     enqueued_at: datetime
-    visible_at: datetime
-    idempotency_key: str | None = None
     redrive_count: int = 0
 
     @property
@@ -52,21 +53,6 @@ class Message:
     @property
     def is_last_attempt(self) -> bool:
         return self.attempt >= self.max_attempts
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Message:
-        return cls(
-            id=row["id"],
-            queue=row["queue"],
-            payload=row["payload"],
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            errors=row["errors"],
-            enqueued_at=row["enqueued_at"],
-            visible_at=row["visible_at"],
-            idempotency_key=row["idempotency_key"],
-            redrive_count=row["redrive_count"],
-        )
 
 
 @dataclass(frozen=True)
@@ -179,7 +165,9 @@ def claim(
 ) -> Batch:
     """Lease up to `batch_size` visible messages (FOR UPDATE SKIP LOCKED)."""
     token = token or uuid.uuid4()
-    rows = conn.execute(
+    # tuple rows straight into Message: at a thousand rows a batch, dict rows cost more
+    # than the database does
+    rows = conn.cursor(row_factory=tuple_row).execute(
         query("claim"),
         {
             "queue": queue,
@@ -189,7 +177,7 @@ def claim(
             "now": now,
         },
     ).fetchall()
-    return Batch(token, [Message.from_row(r) for r in rows])
+    return Batch(token, [Message(*row[:5], row[5] or [], *row[6:]) for row in rows])
 
 
 def ack(

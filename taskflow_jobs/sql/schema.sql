@@ -9,41 +9,28 @@ COMMENT ON SCHEMA public IS 'standard public schema';
 CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
     AS $$
     WITH done AS (
         DELETE FROM jobs.messages m
         WHERE m.id = ANY (p_ids) AND m.claim_token = p_token
         RETURNING m.*
+    ), kept AS (
+        INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
+                                  idempotency_key, redrive_count)
+        SELECT d.id, d.queue, d.payload, d.enqueued_at, p_now, d.attempt, d.errors,
+               d.idempotency_key, d.redrive_count
+        FROM done d JOIN jobs.queues q ON q.name = d.queue AND q.archive
     )
-    INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
-                              idempotency_key, redrive_count)
-    SELECT id, queue, payload, enqueued_at, p_now, attempt, errors, idempotency_key, redrive_count
-    FROM done
-    RETURNING id;
+    SELECT id FROM done;
 $$;
 
-CREATE TABLE jobs.messages (
-    id bigint NOT NULL,
-    queue text NOT NULL,
-    payload jsonb NOT NULL,
-    enqueued_at timestamp with time zone DEFAULT now() NOT NULL,
-    visible_at timestamp with time zone DEFAULT now() NOT NULL,
-    attempt integer DEFAULT 0 NOT NULL,
-    max_attempts integer NOT NULL,
-    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
-    claim_token uuid,
-    claimed_at timestamp with time zone,
-    idempotency_key text,
-    redrive_count integer DEFAULT 0 NOT NULL,
-    CONSTRAINT messages_attempt_check CHECK ((attempt >= 0)),
-    CONSTRAINT messages_check CHECK (((claim_token IS NULL) = (claimed_at IS NULL))),
-    CONSTRAINT messages_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT messages_max_attempts_check CHECK ((max_attempts > 0))
-);
-
-CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF jobs.messages
+CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
+    SET enable_seqscan TO 'off'
+    SET enable_bitmapscan TO 'off'
     AS $$
 DECLARE
     v_ids bigint[];
@@ -55,6 +42,7 @@ BEGIN
         SELECT m.id, m.claim_token IS NOT NULL AND m.attempt >= m.max_attempts AS lost
         FROM jobs.messages m
         WHERE m.queue = p_queue AND m.visible_at <= p_now
+          AND (m.leased_until IS NULL OR m.leased_until <= p_now)
         ORDER BY m.visible_at, m.id
         LIMIT p_batch_size
         FOR UPDATE SKIP LOCKED
@@ -66,26 +54,27 @@ BEGIN
         )
         INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
                                        max_attempts, errors, reason, idempotency_key, redrive_count)
-        SELECT id, queue, payload, enqueued_at, p_now, attempt, max_attempts,
-               errors || jsonb_build_object('at', p_now, 'attempt', attempt,
-                                            'error', 'visibility timeout expired before ack'),
+        SELECT l.id, l.queue, l.payload, l.enqueued_at, p_now, l.attempt, l.max_attempts,
+               l.errors || jsonb_build_object('at', p_now, 'attempt', l.attempt,
+                                              'error', 'visibility timeout expired before ack'),
                'attempts exhausted: the last attempt''s visibility timeout expired before ack',
-               idempotency_key, redrive_count
-        FROM lost;
+               l.idempotency_key, l.redrive_count
+        FROM lost l;
+        v_ids := ARRAY(SELECT unnest(v_ids) EXCEPT SELECT unnest(v_lost));
     END IF;
 
     RETURN QUERY
     UPDATE jobs.messages m
     SET attempt = m.attempt + 1,
-        visible_at = p_now + p_visibility_timeout,
+        leased_until = p_now + p_visibility_timeout,
         claim_token = p_token,
-        claimed_at = p_now,
         errors = CASE WHEN m.claim_token IS NULL THEN m.errors
                       ELSE m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt,
                                                           'error', 'visibility timeout expired before ack')
                  END
-    WHERE m.id = ANY (v_ids) AND NOT (m.id = ANY (v_lost))
-    RETURNING m.*;
+    WHERE m.id = ANY (v_ids)
+    RETURNING m.id, m.queue, m.payload, m.attempt, m.max_attempts, m.errors, m.enqueued_at,
+              m.redrive_count;
 END $$;
 
 CREATE FUNCTION jobs.current_actor(p_fallback uuid) RETURNS uuid
@@ -159,11 +148,12 @@ CREATE FUNCTION jobs.metrics(p_queue text DEFAULT NULL::text, p_now timestamp wi
     FROM jobs.queues q
     LEFT JOIN LATERAL (
         SELECT count(*) AS depth,
-               count(*) FILTER (WHERE visible_at <= p_now) AS visible,
-               count(*) FILTER (WHERE claim_token IS NOT NULL AND visible_at > p_now) AS in_flight,
-               count(*) FILTER (WHERE claim_token IS NULL AND visible_at > p_now) AS delayed,
+               count(*) FILTER (WHERE greatest(visible_at, leased_until) <= p_now) AS visible,
+               count(*) FILTER (WHERE leased_until > p_now) AS in_flight,
+               count(*) FILTER (WHERE visible_at > p_now AND leased_until IS NULL) AS delayed,
                extract(epoch FROM p_now - min(enqueued_at))::double precision AS oldest_age,
-               extract(epoch FROM p_now - min(enqueued_at) FILTER (WHERE visible_at <= p_now))::double precision
+               extract(epoch FROM p_now - min(enqueued_at)
+                                 FILTER (WHERE greatest(visible_at, leased_until) <= p_now))::double precision
                    AS oldest_visible_age
         FROM jobs.messages WHERE messages.queue = q.name
     ) m ON true
@@ -229,7 +219,7 @@ CREATE FUNCTION jobs.release(p_ids bigint[], p_token uuid, p_now timestamp with 
     SET search_path TO ''
     AS $$
     UPDATE jobs.messages m
-    SET visible_at = p_now, claim_token = NULL, claimed_at = NULL,
+    SET claim_token = NULL, leased_until = NULL,
         attempt = greatest(m.attempt - 1, 0)
     WHERE m.id = ANY (p_ids) AND m.claim_token = p_token
     RETURNING m.id;
@@ -242,7 +232,7 @@ CREATE FUNCTION jobs.retry_later(p_ids bigint[], p_errors text[], p_delays inter
     UPDATE jobs.messages m
     SET visible_at = p_now + r.delay,
         claim_token = NULL,
-        claimed_at = NULL,
+        leased_until = NULL,
         errors = m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt, 'error', r.error)
     FROM unnest(p_ids, p_errors, p_delays) AS r (id, error, delay)
     WHERE m.id = ANY (p_ids) AND m.id = r.id AND m.claim_token = p_token
@@ -374,6 +364,26 @@ CREATE TABLE jobs.idempotency_keys (
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE jobs.messages (
+    id bigint NOT NULL,
+    queue text NOT NULL,
+    payload jsonb NOT NULL,
+    enqueued_at timestamp with time zone DEFAULT now() NOT NULL,
+    visible_at timestamp with time zone DEFAULT now() NOT NULL,
+    leased_until timestamp with time zone,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer NOT NULL,
+    errors jsonb DEFAULT '[]'::jsonb NOT NULL,
+    claim_token uuid,
+    idempotency_key text,
+    redrive_count integer DEFAULT 0 NOT NULL,
+    CONSTRAINT messages_attempt_check CHECK ((attempt >= 0)),
+    CONSTRAINT messages_check CHECK (((claim_token IS NULL) = (leased_until IS NULL))),
+    CONSTRAINT messages_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
+    CONSTRAINT messages_max_attempts_check CHECK ((max_attempts > 0))
+)
+WITH (fillfactor='50');
+
 ALTER TABLE jobs.messages ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME jobs.messages_id_seq
     START WITH 1
@@ -398,6 +408,7 @@ CREATE VIEW jobs.queue_metrics AS
 CREATE TABLE jobs.queues (
     name text NOT NULL,
     max_attempts integer DEFAULT 5 NOT NULL,
+    archive boolean DEFAULT true NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT queues_max_attempts_check CHECK ((max_attempts > 0)),
     CONSTRAINT queues_name_check CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))

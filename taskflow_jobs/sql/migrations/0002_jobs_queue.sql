@@ -1,8 +1,15 @@
 -- The durable job queue: schema jobs.
 --
--- A message lives in jobs.messages while it is pending or claimed, then moves to
--- jobs.archive (acked) or jobs.dead_letters (failed for good). Keeping only live rows in
--- jobs.messages keeps the claim index small however much history accumulates.
+-- A message lives in jobs.messages while it is pending or leased, then moves to
+-- jobs.archive when acked (or is deleted, for queues with archive = false) or to
+-- jobs.dead_letters when it fails for good. Keeping only live rows in jobs.messages keeps
+-- the claim index small however much history accumulates.
+--
+-- A lease does not move the row in the claim index: claim sets leased_until, which no
+-- index covers, so with the table's free space the update is HOT (no index writes).
+-- The claim scan skips rows whose lease is still running; there are only ever as many of
+-- those as messages in flight.
+--
 -- Every operation is a SQL function, so triggers and Python share one implementation.
 
 CREATE SCHEMA IF NOT EXISTS jobs;
@@ -10,6 +17,8 @@ CREATE SCHEMA IF NOT EXISTS jobs;
 CREATE TABLE jobs.queues (
     name text PRIMARY KEY CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
     max_attempts integer NOT NULL DEFAULT 5 CHECK (max_attempts > 0),
+    -- keep acked messages in jobs.archive (audit trail, weekly totals) or just delete them
+    archive boolean NOT NULL DEFAULT true,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -18,18 +27,19 @@ CREATE TABLE jobs.messages (
     queue text NOT NULL REFERENCES jobs.queues (name),
     payload jsonb NOT NULL,
     enqueued_at timestamptz NOT NULL DEFAULT now(),
-    -- pending: when it may be claimed; claimed: when the lease expires
+    -- when it may be claimed (enqueue time, or after a retry delay)
     visible_at timestamptz NOT NULL DEFAULT now(),
+    -- while leased: when the lease expires and the message may be claimed again
+    leased_until timestamptz,
     attempt integer NOT NULL DEFAULT 0 CHECK (attempt >= 0),
     max_attempts integer NOT NULL CHECK (max_attempts > 0),
     -- one {at, attempt, error} object per failure, oldest first
     errors jsonb NOT NULL DEFAULT '[]'::jsonb CHECK (jsonb_typeof(errors) = 'array'),
     claim_token uuid,
-    claimed_at timestamptz,
     idempotency_key text,
     redrive_count integer NOT NULL DEFAULT 0,
-    CHECK ((claim_token IS NULL) = (claimed_at IS NULL))
-);
+    CHECK ((claim_token IS NULL) = (leased_until IS NULL))
+) WITH (fillfactor = 50);
 -- jobs.claim: WHERE queue = $1 AND visible_at <= now ORDER BY visible_at, id
 CREATE INDEX messages_claim_idx ON jobs.messages (queue, visible_at, id);
 
@@ -136,15 +146,26 @@ END $$;
 -- claim: lease up to p_batch_size visible messages to the caller's token.
 -- A lease that expired is recorded in the message's errors; if it expired on the last
 -- allowed attempt the message goes to the dead letters instead of running again.
--- (PL/pgSQL so the plans are cached; ids go through arrays so every step is an index probe.)
+-- The planner settings keep the plan an ordered index scan whatever the table's
+-- statistics say (a queue's size swings too fast for them).
 CREATE FUNCTION jobs.claim(
     p_queue text,
     p_batch_size integer,
     p_visibility_timeout interval,
     p_token uuid,
     p_now timestamptz DEFAULT now()
-) RETURNS SETOF jobs.messages
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+) RETURNS TABLE (
+    id bigint,
+    queue text,
+    payload jsonb,
+    attempt integer,
+    max_attempts integer,
+    errors jsonb,
+    enqueued_at timestamptz,
+    redrive_count integer
+)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = '' SET enable_seqscan = off SET enable_bitmapscan = off AS $$
 DECLARE
     v_ids bigint[];
     v_lost bigint[];
@@ -155,6 +176,7 @@ BEGIN
         SELECT m.id, m.claim_token IS NOT NULL AND m.attempt >= m.max_attempts AS lost
         FROM jobs.messages m
         WHERE m.queue = p_queue AND m.visible_at <= p_now
+          AND (m.leased_until IS NULL OR m.leased_until <= p_now)
         ORDER BY m.visible_at, m.id
         LIMIT p_batch_size
         FOR UPDATE SKIP LOCKED
@@ -166,43 +188,47 @@ BEGIN
         )
         INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
                                        max_attempts, errors, reason, idempotency_key, redrive_count)
-        SELECT id, queue, payload, enqueued_at, p_now, attempt, max_attempts,
-               errors || jsonb_build_object('at', p_now, 'attempt', attempt,
-                                            'error', 'visibility timeout expired before ack'),
+        SELECT l.id, l.queue, l.payload, l.enqueued_at, p_now, l.attempt, l.max_attempts,
+               l.errors || jsonb_build_object('at', p_now, 'attempt', l.attempt,
+                                              'error', 'visibility timeout expired before ack'),
                'attempts exhausted: the last attempt''s visibility timeout expired before ack',
-               idempotency_key, redrive_count
-        FROM lost;
+               l.idempotency_key, l.redrive_count
+        FROM lost l;
+        v_ids := ARRAY(SELECT unnest(v_ids) EXCEPT SELECT unnest(v_lost));
     END IF;
 
     RETURN QUERY
     UPDATE jobs.messages m
     SET attempt = m.attempt + 1,
-        visible_at = p_now + p_visibility_timeout,
+        leased_until = p_now + p_visibility_timeout,
         claim_token = p_token,
-        claimed_at = p_now,
         errors = CASE WHEN m.claim_token IS NULL THEN m.errors
                       ELSE m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt,
                                                           'error', 'visibility timeout expired before ack')
                  END
-    WHERE m.id = ANY (v_ids) AND NOT (m.id = ANY (v_lost))
-    RETURNING m.*;
+    WHERE m.id = ANY (v_ids)
+    RETURNING m.id, m.queue, m.payload, m.attempt, m.max_attempts, m.errors, m.enqueued_at,
+              m.redrive_count;
 END $$;
 
--- ack: the caller delivered these; move them to the archive. Only rows still leased to
--- p_token change; returns the ids that did.
+-- ack: the caller delivered these. Only rows still leased to p_token change; they move
+-- to the archive (or are just deleted where the queue does not archive). Returns the ids.
 CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamptz DEFAULT now())
 RETURNS SETOF bigint
-LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$
+LANGUAGE sql SECURITY DEFINER
+SET search_path = '' SET enable_seqscan = off SET enable_bitmapscan = off AS $$
     WITH done AS (
         DELETE FROM jobs.messages m
         WHERE m.id = ANY (p_ids) AND m.claim_token = p_token
         RETURNING m.*
+    ), kept AS (
+        INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
+                                  idempotency_key, redrive_count)
+        SELECT d.id, d.queue, d.payload, d.enqueued_at, p_now, d.attempt, d.errors,
+               d.idempotency_key, d.redrive_count
+        FROM done d JOIN jobs.queues q ON q.name = d.queue AND q.archive
     )
-    INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
-                              idempotency_key, redrive_count)
-    SELECT id, queue, payload, enqueued_at, p_now, attempt, errors, idempotency_key, redrive_count
-    FROM done
-    RETURNING id;
+    SELECT id FROM done;
 $$;
 
 -- retry_later: release leased messages until now + delay, recording the error.
@@ -217,7 +243,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$
     UPDATE jobs.messages m
     SET visible_at = p_now + r.delay,
         claim_token = NULL,
-        claimed_at = NULL,
+        leased_until = NULL,
         errors = m.errors || jsonb_build_object('at', p_now, 'attempt', m.attempt, 'error', r.error)
     FROM unnest(p_ids, p_errors, p_delays) AS r (id, error, delay)
     WHERE m.id = ANY (p_ids) AND m.id = r.id AND m.claim_token = p_token
@@ -230,7 +256,7 @@ CREATE FUNCTION jobs.release(p_ids bigint[], p_token uuid, p_now timestamptz DEF
 RETURNS SETOF bigint
 LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$
     UPDATE jobs.messages m
-    SET visible_at = p_now, claim_token = NULL, claimed_at = NULL,
+    SET claim_token = NULL, leased_until = NULL,
         attempt = greatest(m.attempt - 1, 0)
     WHERE m.id = ANY (p_ids) AND m.claim_token = p_token
     RETURNING m.id;
@@ -309,11 +335,12 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
     FROM jobs.queues q
     LEFT JOIN LATERAL (
         SELECT count(*) AS depth,
-               count(*) FILTER (WHERE visible_at <= p_now) AS visible,
-               count(*) FILTER (WHERE claim_token IS NOT NULL AND visible_at > p_now) AS in_flight,
-               count(*) FILTER (WHERE claim_token IS NULL AND visible_at > p_now) AS delayed,
+               count(*) FILTER (WHERE greatest(visible_at, leased_until) <= p_now) AS visible,
+               count(*) FILTER (WHERE leased_until > p_now) AS in_flight,
+               count(*) FILTER (WHERE visible_at > p_now AND leased_until IS NULL) AS delayed,
                extract(epoch FROM p_now - min(enqueued_at))::double precision AS oldest_age,
-               extract(epoch FROM p_now - min(enqueued_at) FILTER (WHERE visible_at <= p_now))::double precision
+               extract(epoch FROM p_now - min(enqueued_at)
+                                 FILTER (WHERE greatest(visible_at, leased_until) <= p_now))::double precision
                    AS oldest_visible_age
         FROM jobs.messages WHERE messages.queue = q.name
     ) m ON true

@@ -7,8 +7,11 @@ SELECT jobs.send(%(queue)s, %(payload)s, %(delay)s, %(idempotency_key)s, %(max_a
 SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb[], %(delay)s) AS id;
 
 -- claim --
--- Lease up to batch_size visible messages to a token.
-SELECT * FROM jobs.claim(%(queue)s, %(batch_size)s, %(visibility_timeout)s, %(token)s,
+-- Lease up to batch_size visible messages to a token (columns in Message's field order;
+-- an empty error history comes back as NULL, which is cheaper to decode).
+SELECT id, queue, payload, attempt, max_attempts, nullif(errors, '[]'::jsonb), enqueued_at,
+       redrive_count
+FROM jobs.claim(%(queue)s, %(batch_size)s, %(visibility_timeout)s, %(token)s,
                          coalesce(%(now)s::timestamptz, now()))
 ORDER BY id;
 
@@ -50,7 +53,7 @@ LIMIT %(limit)s;
 
 -- next_visible_at --
 -- When the earliest message of a queue becomes claimable (for a consumer's sleep).
-SELECT min(visible_at) AS at FROM jobs.messages WHERE queue = %(queue)s;
+SELECT min(greatest(visible_at, leased_until)) AS at FROM jobs.messages WHERE queue = %(queue)s;
 
 -- message_state --
 -- Where a message is now: pending, archived or dead, with its history.
