@@ -121,11 +121,13 @@ def purge(
     result = PurgeResult(retention.table, cutoff)
     set_batch_limits(conn, target_seconds)
     size = max(MIN_BATCH, batch_size)
+    after = dt.datetime.min.replace(tzinfo=dt.UTC)  # keyset: where the next batch starts
     started = time.perf_counter()
     while True:
         t0 = time.perf_counter()
+        params = {"cutoff": cutoff, "limit": size, "after": after}
         try:
-            cur = conn.execute(query(retention.delete_query), {"cutoff": cutoff, "limit": size})
+            row = conn.execute(query(retention.delete_query), params).fetchone()
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             result.timeouts += 1
             if size <= MIN_BATCH and result.timeouts > 10:
@@ -136,15 +138,16 @@ def purge(
             size = max(MIN_BATCH, size // 2)
             continue
         elapsed = time.perf_counter() - t0
-        deleted = cur.rowcount
-        result.deleted += deleted
+        result.deleted += row["deleted"]
         result.batches += 1
         result.batch_seconds.append(elapsed)
         result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
         if on_batch:
-            on_batch(deleted, elapsed)
-        if deleted < size:
+            on_batch(row["deleted"], elapsed)
+        stuck = row["last"] == after and not row["deleted"]  # only kept rows at the boundary
+        if row["scanned"] < size or row["last"] is None or stuck:
             break
+        after = row["last"]
         size = _next_size(size, elapsed, target_seconds)
     result.seconds = time.perf_counter() - started
     log.info(
