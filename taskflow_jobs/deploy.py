@@ -158,10 +158,25 @@ class DeployResult:
 def deploy(
     settings: Settings,
     *,
+    api: str | None = None,
     overwrite_blocks: bool = False,
     echo: Callable[[str], None] = print,
 ) -> DeployResult:
-    """Everything `taskflow-jobs deploy` does, in order; raises DeployError on the way."""
+    """Everything `taskflow-jobs deploy` does, in order; raises DeployError on the way.
+
+    `api` overrides PREFECT_API_URL (`taskflow-jobs up` passes the server it started).
+    """
+    if api:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            return _deploy(settings, overwrite_blocks, echo)
+    return _deploy(settings, overwrite_blocks, echo)
+
+
+def _deploy(
+    settings: Settings, overwrite_blocks: bool, echo: Callable[[str], None]
+) -> DeployResult:
     from blocks import register_blocks
 
     project = project_dir()
@@ -176,5 +191,4 @@ def deploy(
     echo(f"variable {PROJECT_DIR_VARIABLE} = {project}")
     echo("running `prefect --no-prompt deploy --all` …")
     run_prefect_deploy(project, api)
-    deployments = list_deployments()
-    return DeployResult(api, created, outcome, deployments)
+    return DeployResult(api, created, outcome, list_deployments())

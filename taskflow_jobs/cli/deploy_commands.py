@@ -22,21 +22,14 @@ def deploy(
     """Create the work pool, blocks and variable, then `prefect --no-prompt deploy --all`."""
     from taskflow_jobs import deploy as deploying
 
-    if api_url:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            _deploy(deploying, overwrite_blocks)
-    else:
-        _deploy(deploying, overwrite_blocks)
-
-
-def _deploy(deploying, overwrite_blocks: bool) -> None:  # noqa: ANN001 - the module
     try:
-        result = deploying.deploy(settings(), overwrite_blocks=overwrite_blocks, echo=typer.echo)
+        result = deploying.deploy(
+            settings(), api=api_url, overwrite_blocks=overwrite_blocks, echo=typer.echo
+        )
     except deploying.DeployError as exc:
         raise CliError(str(exc)) from None
     typer.echo(f"deployed {len(result.deployments)} deployment(s) to {result.api_url}:")
     for d in result.deployments:
         schedules = ", ".join(d.schedules) or "no schedule"
-        typer.echo(f"  {d.flow}/{d.name:<16} {schedules}; concurrency {d.concurrency}")
+        name = f"{d.flow}/{d.name}"
+        typer.echo(f"  {name:<31} {schedules}; concurrency {d.concurrency}")

@@ -47,6 +47,9 @@ def test_every_deployment_has_its_schedule_pool_and_concurrency(deployed) -> Non
     assert project_dir is not None and project_dir.value == str(PROJECT_DIR)
     assert {"taskflow-email", "taskflow-slack", "taskflow-database-url"} <= blocks
     assert deployed.slack.url not in deployed.deploy_output
+    assert "work pool 'taskflow-jobs': created" in deployed.deploy_output
+    assert "deployed 5 deployment(s)" in deployed.deploy_output
+    assert "daily-stats/daily-stats" in deployed.deploy_output
 
 
 def test_daily_stats_runs_through_the_worker(deployed) -> None:
