@@ -14,6 +14,11 @@ from blocks import settings_from_blocks
 from taskflow_jobs import slack
 from taskflow_jobs.settings import Settings, load_settings
 
+# Deployments ship the library's loggers to the run's logs (PREFECT_LOGGING_EXTRA_LOGGERS in
+# prefect.yaml); Prefect copies only handlers to them, so give them a level worth reading.
+if logging.getLogger("taskflow_jobs").level == logging.NOTSET:
+    logging.getLogger("taskflow_jobs").setLevel(logging.INFO)
+
 
 def flow_settings() -> Settings:
     """The environment settings with the Prefect blocks (edited in the UI) laid over them."""

@@ -12,6 +12,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import psycopg
+
 from taskflow_jobs import db, queue
 from taskflow_jobs.incidents import Problem
 from taskflow_jobs.settings import Settings
@@ -61,7 +63,7 @@ class HealthReport:
         return [c.row() for c in self.checks]
 
 
-def check_database(url: str, settings: Settings) -> tuple[list[Check], object | None]:
+def check_database(url: str, settings: Settings) -> tuple[list[Check], psycopg.Connection | None]:
     """Connect and time the best of three round trips; returns the open connection or None."""
     limit = settings.health_max_db_latency_ms
     try:
@@ -73,10 +75,15 @@ def check_database(url: str, settings: Settings) -> tuple[list[Check], object | 
         summary = f"Database unreachable: {type(exc).__name__}"
         return [_failed("database reachable", "no", "yes", "database_unreachable", summary)], None
     timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        conn.execute(query("health_ping")).fetchone()
-        timings.append((time.perf_counter() - started) * 1000)
+    try:
+        for _ in range(3):
+            started = time.perf_counter()
+            conn.execute(query("health_ping")).fetchone()
+            timings.append((time.perf_counter() - started) * 1000)
+    except psycopg.Error as exc:  # connected, then lost it
+        conn.close()
+        summary = f"Database unreachable: connection lost ({type(exc).__name__})"
+        return [_failed("database reachable", "no", "yes", "database_unreachable", summary)], None
     latency = min(timings)
     checks = [Check("database reachable", "yes", "yes", True)]
     value, threshold = f"{latency:.1f} ms", f"<= {limit:g} ms"
@@ -88,7 +95,7 @@ def check_database(url: str, settings: Settings) -> tuple[list[Check], object | 
     return checks, conn
 
 
-def check_queues(conn, settings: Settings, since: dt.datetime) -> list[Check]:
+def check_queues(conn: psycopg.Connection, settings: Settings, since: dt.datetime) -> list[Check]:
     checks: list[Check] = []
     max_depth, max_age = settings.health_max_queue_depth, settings.health_max_message_age
     for m in queue.metrics(conn):

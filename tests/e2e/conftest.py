@@ -116,6 +116,22 @@ class Deployed:
         self.runs.append(flow_run)
         return flow_run
 
+    def run_logs(self, flow_run_id, expect: str, timeout: float = 30) -> str:
+        """The run's log messages, polled until `expect` shows up (logs arrive in batches)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        deadline = time.monotonic() + timeout
+        messages = ""
+        with self.server.client(), get_client(sync_client=True) as client:
+            while expect not in messages and time.monotonic() < deadline:
+                logs = client.read_logs(
+                    LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+                )
+                messages = "\n".join(entry.message for entry in logs)
+                time.sleep(0.5)
+        return messages
+
     def worker_log(self) -> str:
         path = self.worker.log_path
         return path.read_text(errors="replace")[-8000:] if path and path.exists() else ""
