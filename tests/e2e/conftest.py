@@ -83,6 +83,10 @@ def prefect_server(
         raise
     client_env = {k: v for k, v in env.items() if k != "PREFECT_SERVER_DATABASE_CONNECTION_URL"}
     yield PrefectServer(env["PREFECT_API_URL"], client_env, supervisor, root / "logs")
+    with contextlib.suppress(Exception):  # ship in-process run logs while the server is up
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
     supervisor.stop()
     drop_database(pg_admin_url, PREFECT_DATABASE)
 
