@@ -80,6 +80,47 @@ class Settings(BaseSettings):
     # --- local system (`taskflow-jobs up`) -------------------------------------------
     prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")
 
+    # --- cron jobs: daily stats, health check, cleanup (issue 4) ----------------------
+    stats_catchup_days: int = Field(
+        7, ge=1, le=366, description="daily-stats fills every missing day of the last N days"
+    )
+    health_max_queue_depth: int = Field(
+        1000, ge=0, description="Alert when a queue holds more live messages than this"
+    )
+    health_max_message_age: float = Field(
+        900.0, gt=0, description="Alert when the oldest visible message waited longer (seconds)"
+    )
+    health_max_db_latency_ms: float = Field(
+        500.0, gt=0, description="Alert when a database round trip takes longer (milliseconds)"
+    )
+    health_max_new_dead_letters: int = Field(
+        0, ge=0, description="Alert when more messages were dead-lettered since the last check"
+    )
+    health_max_failed_runs: int = Field(
+        0, ge=0, description="Alert when more of our flow runs failed or crashed since last check"
+    )
+    health_max_late_runs: int = Field(
+        0, ge=0, description="Alert when more of our flow runs than this are late"
+    )
+    cleanup_audit_log_days: int = Field(90, ge=1, description="Keep audit_log rows this long")
+    cleanup_archive_days: int = Field(30, ge=1, description="Keep acked queue messages this long")
+    cleanup_dead_letter_days: int = Field(30, ge=1, description="Keep dead letters this long")
+    cleanup_idempotency_key_days: int = Field(
+        30, ge=1, description="Keep idempotency keys of finished messages this long"
+    )
+    cleanup_batch_size: int = Field(
+        5000, ge=1, le=1_000_000, description="Rows per DELETE batch at first (then adapted)"
+    )
+    cleanup_batch_seconds: float = Field(
+        0.25, gt=0, le=5, description="Target duration of one DELETE batch (its transaction)"
+    )
+    block_prefix: str = Field(
+        "taskflow",
+        pattern="^[a-z0-9][a-z0-9-]*$",
+        validation_alias="TASKFLOW_BLOCK_PREFIX",
+        description="Prefect block documents are named <prefix>-slack, <prefix>-email, ...",
+    )
+
     # --- logging -------------------------------------------------------------------
     log_format: str = Field("text", pattern="^(text|json)$", validation_alias="TASKFLOW_LOG_FORMAT")
 

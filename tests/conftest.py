@@ -14,6 +14,7 @@ from psycopg import sql
 
 from taskflow_jobs import db
 from taskflow_jobs.schema_dump import with_database
+from tests.slack_stub import SlackStub, start_slack_stub
 
 TEMPLATE = "taskflow_template"
 _counter = itertools.count()
@@ -86,3 +87,14 @@ def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
     return path
+
+
+# --- Slack (issue 4) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def slack_webhook() -> Iterator[SlackStub]:
+    """A local HTTP server standing in for a Slack incoming webhook (see tests/slack_stub.py)."""
+    stub = start_slack_stub()
+    yield stub
+    stub.stop()

@@ -7,8 +7,11 @@ import logging
 
 from taskflow_jobs.cli import (  # noqa: F401 - each module registers its commands
     db_commands,
+    deploy_commands,
+    email_commands,
     status_commands,
     system_commands,
+    webhook_commands,
 )
 from taskflow_jobs.cli.base import app
 

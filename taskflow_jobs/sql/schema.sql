@@ -551,6 +551,8 @@ CREATE INDEX users_created_at_idx ON auth.users USING btree (created_at);
 
 CREATE INDEX archive_finalized_at_idx ON jobs.archive USING btree (finalized_at);
 
+CREATE INDEX dead_letters_dead_lettered_at_idx ON jobs.dead_letters USING btree (dead_lettered_at);
+
 CREATE INDEX dead_letters_queue_at_idx ON jobs.dead_letters USING btree (queue, dead_lettered_at);
 
 CREATE INDEX idempotency_keys_created_at_idx ON jobs.idempotency_keys USING btree (created_at);

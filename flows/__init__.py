@@ -1,0 +1,1 @@
+"""Prefect flows: one module per flow, thin (settings, library calls, logs, artifacts)."""

@@ -1,0 +1,49 @@
+"""daily-stats: yesterday's (or a given day's) figures, catch-up, report to Slack."""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from flows.common import flow_settings, post_to_slack
+from taskflow_jobs import db, summaries
+from taskflow_jobs.stats import resolve_day
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    date = (flow_run.parameters or {}).get("date")
+    return f"daily-stats-{date}" if date else "daily-stats-yesterday"
+
+
+@flow(name="daily-stats", flow_run_name=_run_name, log_prints=True)
+def daily_stats(date: str | None = None, catch_up_days: int | None = None) -> dict:
+    """Count new tasks, completed tasks and new users for one day in APP_TIMEZONE.
+
+    `date`: ISO date (e.g. 2024-03-31); None or "" means yesterday. Every day of the
+    `catch_up_days` (default STATS_CATCHUP_DAYS) days ending at it that has no row yet is
+    filled too. The report goes to a markdown artifact and to Slack.
+    """
+    logger = get_run_logger()
+    settings = flow_settings()
+    tz = settings.timezone
+    day = resolve_day(date, tz)
+    days = catch_up_days or settings.stats_catchup_days
+    with db.connect(db.database_url(settings), autocommit=True) as conn:
+        result = summaries.daily(conn, day, tz, days)
+    stats = result.run.stats
+    logger.info(
+        "%s (%s): %d new tasks, %d completed, %d new users; caught up %d missing day(s)",
+        day,
+        tz.key,
+        stats.new_tasks,
+        stats.completed_tasks,
+        stats.new_users,
+        len(result.run.filled),
+    )
+    create_markdown_artifact(
+        result.report.markdown, key="daily-stats-report", description=result.report.title
+    )
+    post_to_slack(settings.slack_webhook_url, result.report.slack_text)
+    return result.report.figures

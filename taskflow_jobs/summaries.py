@@ -1,0 +1,42 @@
+"""The daily and weekly jobs end to end, minus Prefect: compute, read back, build the report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from taskflow_jobs import reports, stats
+
+
+@dataclass(frozen=True)
+class DailyResult:
+    run: stats.StatsRun
+    report: reports.Report
+
+
+def daily(conn: psycopg.Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int) -> DailyResult:
+    """Recompute `day`, fill missing days, and report on the 14 days ending at `day`."""
+    run = stats.run_daily_stats(conn, day, tz, catch_up_days)
+    rows = stats.history(conn, day - dt.timedelta(days=13), day)
+    return DailyResult(run, reports.daily_report(rows, day, tz.key, run.filled))
+
+
+def week_ending(
+    value: str | dt.date | None, tz: ZoneInfo, now: dt.datetime | None = None
+) -> dt.date:
+    """The last day of the summarised week: the given ISO date, or yesterday in `tz`."""
+    return stats.resolve_day(value, tz, now)
+
+
+def weekly(conn: psycopg.Connection, last: dt.date, tz: ZoneInfo, queue: str) -> reports.Report:
+    """The 7 days ending at `last`: daily_stats (missing days filled first) and email totals."""
+    first = last - dt.timedelta(days=6)
+    stats.fill_missing(conn, first, last, tz)
+    rows = stats.history(conn, first, last)
+    start, _ = stats.day_bounds(first, tz)
+    _, end = stats.day_bounds(last, tz)
+    email = stats.email_totals(conn, queue, start, end)
+    return reports.weekly_report(rows, first, last, tz.key, email)

@@ -1,0 +1,224 @@
+"""End-to-end fixtures: ONE real Prefect server per session, deployed with `taskflow-jobs
+deploy`, and a process worker running the deployments.
+
+Reuse them (issues 5 and 6):
+
+- `prefect_server` (session): a Prefect server on database `prefect_e2e` of the test
+  PostgreSQL cluster (asyncpg), on a free port. `.api_url`, `.env` (PREFECT_API_URL and
+  PREFECT_HOME for subprocesses), `.supervisor`, `.log_dir`. In-process clients and flows
+  talk to it inside `with prefect_server.client():` (or use the `prefect_api` fixture).
+- `prefect_api` (function): `prefect_server` with PREFECT_API_URL set for this process,
+  and a fresh TASKFLOW_BLOCK_PREFIX so flows run in-process ignore the deployed blocks.
+- `deployed` (session): `taskflow-jobs deploy` done against `prefect_server` and a process
+  worker started on pool `taskflow-jobs`. `.database_url` is the app database the deployed
+  flows use (through the `taskflow-database-url` block: the worker's environment has no
+  DATABASE_URL nor SLACK_WEBHOOK_URL), `.slack` the Slack stub they post to,
+  `.deploy_output`, `.worker_env`, `.run(name, parameters, timeout)` runs a deployment
+  through the worker and returns the final flow run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from taskflow_jobs import system
+from tests.conftest import TEMPLATE, create_database, drop_database
+from tests.slack_stub import SlackStub, start_slack_stub
+
+PREFECT_DATABASE = "prefect_e2e"
+APP_DATABASE = "e2e_app"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def socket_dir(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["host"][0]
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    env: dict[str, str]
+    supervisor: system.Supervisor
+    log_dir: Path
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[None]:
+        """PREFECT_API_URL of this server for the current process (clients, flows)."""
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
+            yield
+
+    def server_log(self) -> str:
+        path = self.log_dir / "prefect-server.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def prefect_server(
+    pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrefectServer]:
+    root = tmp_path_factory.mktemp("prefect")
+    create_database(pg_admin_url, PREFECT_DATABASE)
+    asyncpg_url = (
+        f"postgresql+asyncpg://postgres@/{PREFECT_DATABASE}?host={socket_dir(pg_admin_url)}"
+    )
+    env = system.prefect_server_env(root / "home", asyncpg_url, system.free_port())
+    supervisor = system.Supervisor(root / "logs")
+    try:
+        system.start_prefect_server(supervisor, env, timeout=120)
+    except Exception:
+        supervisor.stop()
+        raise
+    client_env = {k: v for k, v in env.items() if k != "PREFECT_SERVER_DATABASE_CONNECTION_URL"}
+    yield PrefectServer(env["PREFECT_API_URL"], client_env, supervisor, root / "logs")
+    with contextlib.suppress(Exception):  # ship in-process run logs while the server is up
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
+    supervisor.stop()
+    drop_database(pg_admin_url, PREFECT_DATABASE)
+
+
+@pytest.fixture
+def prefect_api(
+    prefect_server: PrefectServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PrefectServer]:
+    """The session server for in-process flows, with blocks of this test's own prefix."""
+    monkeypatch.setenv("TASKFLOW_BLOCK_PREFIX", f"t{uuid.uuid4().hex[:10]}")
+    with prefect_server.client():
+        yield prefect_server
+
+
+@dataclass
+class Deployed:
+    server: PrefectServer
+    database_url: str
+    slack: SlackStub
+    deploy_output: str
+    worker_env: dict[str, str]
+    worker: system.Child
+    runs: list = field(default_factory=list)
+
+    def run(self, name: str, parameters: dict | None = None, timeout: float = 240):
+        """Run deployment `name` ("flow/deployment") through the worker; the final flow run."""
+        from prefect.deployments import run_deployment
+
+        with self.server.client():
+            flow_run = run_deployment(name, parameters=parameters or {}, timeout=timeout)
+        self.runs.append(flow_run)
+        return flow_run
+
+    def run_logs(self, flow_run_id, expect: str, timeout: float = 30) -> str:
+        """The run's log messages, polled until `expect` shows up (logs arrive in batches)."""
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        deadline = time.monotonic() + timeout
+        messages = ""
+        with self.server.client(), get_client(sync_client=True) as client:
+            while expect not in messages and time.monotonic() < deadline:
+                logs = client.read_logs(
+                    LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+                )
+                messages = "\n".join(entry.message for entry in logs)
+                time.sleep(0.5)
+        return messages
+
+    def worker_log(self) -> str:
+        path = self.worker.log_path
+        return path.read_text(errors="replace")[-8000:] if path and path.exists() else ""
+
+
+def _wait_for_worker(server: PrefectServer, child: system.Child, timeout: float = 60) -> None:
+    from prefect.client.orchestration import get_client
+
+    deadline = time.monotonic() + timeout
+    with server.client(), get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"the worker exited with {child.process.returncode}")
+            if client.read_workers_for_work_pool("taskflow-jobs"):
+                return
+            time.sleep(0.5)
+    raise TimeoutError(f"the process worker did not register within {timeout:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def deployed(
+    prefect_server: PrefectServer,
+    pg_admin_url: str,
+    template_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Deployed]:
+    database_url = create_database(pg_admin_url, APP_DATABASE, TEMPLATE)
+    slack = start_slack_stub()
+    data_dir = tmp_path_factory.mktemp("e2e-data")
+    deploy_env = {
+        **os.environ,
+        **prefect_server.env,
+        "DATABASE_URL": database_url,
+        "SLACK_WEBHOOK_URL": slack.url,
+        "TASKFLOW_DATA_DIR": str(data_dir),
+        "TASKFLOW_BLOCK_PREFIX": "taskflow",
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "taskflow-jobs"), "deploy"],
+        env=deploy_env,
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        slack.stop()
+        raise RuntimeError(f"taskflow-jobs deploy failed:\n{output}")
+
+    # No DATABASE_URL / SLACK_WEBHOOK_URL: the flows must find them in the blocks.
+    worker_env = {
+        **prefect_server.env,
+        "DATABASE_URL": "",
+        "SLACK_WEBHOOK_URL": "",
+        "TASKFLOW_DATA_DIR": str(data_dir),
+        "TASKFLOW_BLOCK_PREFIX": "taskflow",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "prefect",
+        "worker",
+        "start",
+        "--pool",
+        "taskflow-jobs",
+        "--type",
+        "process",
+        "--limit",
+        "4",
+    ]
+    worker = prefect_server.supervisor.start("worker", argv, worker_env)
+    try:
+        _wait_for_worker(prefect_server, worker)
+        yield Deployed(prefect_server, database_url, slack, output, worker_env, worker)
+    finally:
+        if worker.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.process.pid, 15)
+            try:
+                worker.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.process.pid, 9)
+        slack.stop()

@@ -1,0 +1,79 @@
+"""Blocks on a real Prefect server: created from the environment, never clobbering UI edits."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from blocks import BlockNames, TaskflowEmail, register_blocks, settings_from_blocks
+from taskflow_jobs.settings import load_settings
+
+
+def env_settings(**overrides):
+    values = {
+        "email_provider": "smtp",
+        "smtp_host": "smtp.example.com",
+        "smtp_password": SecretStr("smtp-pass-123"),
+        "slack_webhook_url": SecretStr("https://hooks.slack.com/services/T1/B1/tok3n"),
+        "database_url": "postgresql://app:db-pass-9@db.internal:5432/taskflow?sslmode=require",
+    }
+    return load_settings(**{**values, **overrides})
+
+
+def test_blocks_are_created_once_and_ui_edits_survive_redeploys(prefect_api) -> None:
+    from prefect.client.orchestration import get_client
+
+    settings = env_settings()
+    names = BlockNames(settings.block_prefix)
+
+    created = register_blocks(settings)
+    assert created == {
+        names.email: "created",
+        names.slack: "created",
+        names.database_url: "created",
+    }
+
+    edited = TaskflowEmail.load(names.email)  # an operator edits the block in the UI
+    edited.smtp_host = "smtp.edited.example.com"
+    edited.save(names.email, overwrite=True)
+    again = register_blocks(settings)
+    assert all(what.startswith("kept") for what in again.values())
+
+    seen = settings_from_blocks(load_settings(smtp_host="from-env", database_url=None))
+    assert seen.smtp_host == "smtp.edited.example.com"
+    assert seen.email_provider == "smtp"
+    assert seen.smtp_password.get_secret_value() == "smtp-pass-123"
+    assert seen.slack_webhook_url.get_secret_value().endswith("/tok3n")
+    assert seen.database_url == settings.database_url  # query parameters survive
+
+    with get_client(sync_client=True) as client:
+        stored = client.read_block_document_by_name(
+            names.slack, "slack-webhook", include_secrets=False
+        )
+        email = client.read_block_document_by_name(
+            names.email, "taskflow-email", include_secrets=False
+        )
+    assert "tok3n" not in str(stored.data) and "smtp-pass-123" not in str(email.data)
+
+    replaced = register_blocks(settings, overwrite=True)
+    assert replaced[names.email] == "updated"
+    assert settings_from_blocks(load_settings()).smtp_host == "smtp.example.com"
+
+
+def test_unset_settings_create_no_block_and_the_environment_stays(prefect_api) -> None:
+    settings = load_settings(slack_webhook_url=None, database_url=None)
+    names = BlockNames(settings.block_prefix)
+    outcome = register_blocks(settings)
+    assert outcome[names.slack].startswith("not created: SLACK_WEBHOOK_URL is unset")
+    assert outcome[names.database_url].startswith("not created: DATABASE_URL is unset")
+    base = load_settings(slack_webhook_url=None, database_url=None, smtp_port=2525)
+    overlaid = settings_from_blocks(base)
+    assert overlaid.slack_webhook_url is None and overlaid.database_url is None
+    assert overlaid.smtp_port == 587  # the email block exists, so it wins over the env
+
+
+def test_without_a_prefect_api_the_environment_is_used(monkeypatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        base = load_settings(smtp_host="only-env")
+        assert settings_from_blocks(base) is base
