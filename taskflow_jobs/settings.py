@@ -68,6 +68,36 @@ class Settings(BaseSettings):
         50.0, gt=0, description="Seconds one email-dispatch run drains before it stops"
     )
 
+    # --- email dispatch (issue 3): concurrency, the low-latency consumer -------------
+    email_concurrency: int = Field(
+        4, ge=1, le=64, description="Batches one dispatcher processes at the same time"
+    )
+    email_batch_window: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="In `consume`, seconds one batch (one Prefect task run) keeps taking "
+        "newly arrived messages before it closes; bounds task runs under a trickle",
+    )
+    email_poll_interval: float = Field(
+        5.0, gt=0, le=3600, description="Longest sleep of `consume` without a NOTIFY"
+    )
+    email_idle_timeout: float = Field(
+        30.0, ge=0, description="`consume` ends its flow run after this long without work"
+    )
+    email_consume_budget: float = Field(
+        600.0, gt=0, description="Longest `consume` flow run; the next one starts at once"
+    )
+    email_shutdown_grace: float = Field(
+        10.0, ge=0, description="On SIGTERM, seconds to finish sends in flight before releasing"
+    )
+    email_task_retries: int = Field(
+        3, ge=0, le=20, description="Prefect retries of a batch on infrastructure errors"
+    )
+    email_task_retry_delay: float = Field(
+        2.0, ge=0, description="First Prefect retry delay of a batch (doubles, jittered)"
+    )
+
     # --- slack / reports -----------------------------------------------------------
     slack_webhook_url: SecretStr | None = None
     app_timezone: str = "UTC"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import taskflow_jobs.cli.email_commands  # noqa: F401 - issue 3: consume, dispatch, dlq
 from taskflow_jobs.cli import db_commands, system_commands  # noqa: F401 - register commands
 from taskflow_jobs.cli.base import app
 
