@@ -28,7 +28,12 @@ from prefect.tasks import Task, exponential_backoff
 
 from flows.common import flow_settings
 from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import INFRASTRUCTURE_ERRORS, Dispatcher, dispatcher_for_run
+from taskflow_jobs.email.dispatch import (
+    INFRASTRUCTURE_ERRORS,
+    Dispatcher,
+    Ticket,
+    dispatcher_for_run,
+)
 from taskflow_jobs.email.outcomes import DispatchStats, Outcome
 
 DEAD_LETTER_EVENT = "taskflow.email.dead-lettered"
@@ -48,10 +53,10 @@ def infrastructure_failure(task: Task, task_run: TaskRun, state: State) -> bool:
     retry_condition_fn=infrastructure_failure,
 )
 async def send_batch(
-    dispatcher: Dispatcher, window: float, number: int, stats: DispatchStats
+    dispatcher: Dispatcher, window: float, number: int, stats: DispatchStats, ticket: Ticket
 ) -> dict[str, Any]:
     """Claim, send and settle one batch (a retry claims a fresh one)."""
-    report = await dispatcher.run_batch(window, stats)
+    report = await dispatcher.run_batch(window, stats, ticket)
     return report.summary()
 
 
@@ -118,8 +123,8 @@ async def email_dispatch(
     try:
         async with dispatcher_for_run(settings, listen=listen) as dispatcher:
 
-            async def run_batch(window: float, number: int) -> dict[str, Any]:
-                return await batch(dispatcher, window, number, stats)
+            async def run_batch(window: float, number: int, ticket: Ticket) -> dict[str, Any]:
+                return await batch(dispatcher, window, number, stats, ticket)
 
             await run_dispatch(dispatcher, run_batch, plan, stats)
     finally:

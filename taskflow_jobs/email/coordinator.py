@@ -26,12 +26,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskflow_jobs.email.dispatch import Dispatcher
+from taskflow_jobs.email.dispatch import Dispatcher, Ticket
 from taskflow_jobs.email.outcomes import DispatchStats
 
 log = logging.getLogger(__name__)
 
-RunBatch = Callable[[float, int], Awaitable[Any]]  # (window seconds, batch number) -> summary
+# (window seconds, batch number, ticket) -> the batch's summary
+RunBatch = Callable[[float, int, Ticket], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ async def run_dispatch(
     started = time.monotonic()
     deadline = started + plan.budget
     last_work = started
-    running: set[asyncio.Task[Any]] = set()
+    running: dict[asyncio.Task[Any], Ticket] = {}
     failure: BaseException | None = None
     numbered = 0
     batch_size = dispatcher.batch_size
@@ -71,7 +72,10 @@ async def run_dispatch(
                 launching = failure is None and not dispatcher.stopping and now < deadline
                 free = plan.concurrency - len(running)
                 if launching and free > 0:
-                    visible = await dispatcher.visible(free * batch_size)
+                    # messages that batches started a moment ago are about to claim
+                    unclaimed = sum(not t.claimed.is_set() for t in running.values())
+                    visible = await dispatcher.visible((free + unclaimed) * batch_size)
+                    visible = max(0, visible - unclaimed * batch_size)
                     if dispatcher.open_batches == 0:
                         wanted = min(free, math.ceil(visible / batch_size))
                     else:
@@ -79,7 +83,9 @@ async def run_dispatch(
                     for _ in range(wanted):
                         numbered += 1
                         window = min(plan.window, deadline - now) if plan.listen else 0.0
-                        running.add(asyncio.create_task(run_batch(max(0.0, window), numbered)))
+                        ticket = Ticket()
+                        task = asyncio.create_task(run_batch(max(0.0, window), numbered, ticket))
+                        running[task] = ticket
                     if wanted:
                         last_work = now
                 if running:
@@ -96,7 +102,7 @@ async def run_dispatch(
                         timeout = min(timeout, upcoming + 0.01)
                 done = await _wait_first(running, wake, max(0.0, timeout))
                 for task in done:
-                    running.discard(task)
+                    running.pop(task)
                     stats.batches += 1
                     exc = task.exception()
                     if exc is not None:
@@ -123,7 +129,7 @@ async def run_dispatch(
 
 
 async def _wait_first(
-    running: set[asyncio.Task[Any]], wake: asyncio.Event, timeout: float
+    running: dict[asyncio.Task[Any], Ticket], wake: asyncio.Event, timeout: float
 ) -> set[asyncio.Task[Any]]:
     """Wait for a batch to finish, a wake-up, or the timeout; return the finished batches."""
     waiter = asyncio.create_task(wake.wait())

@@ -73,6 +73,14 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class Ticket:
+    """Lets the loop that started a batch know when the batch has made its first claim,
+    so it does not count those messages as still waiting and start a batch too many."""
+
+    def __init__(self) -> None:
+        self.claimed = asyncio.Event()
+
+
 def _no_clock() -> datetime | None:
     return None  # the database's now()
 
@@ -182,7 +190,10 @@ class Dispatcher:
     # --- one batch -------------------------------------------------------------------
 
     async def run_batch(
-        self, window: float = 0.0, stats: DispatchStats | None = None
+        self,
+        window: float = 0.0,
+        stats: DispatchStats | None = None,
+        ticket: Ticket | None = None,
     ) -> BatchReport:
         """Claim and send up to `batch_size` messages, settling each claim as it completes.
 
@@ -202,6 +213,8 @@ class Dispatcher:
                         wanted = self.batch_size - report.claimed
                         batch = await self._db(self._claim, wanted)
                         report.claims += 1
+                        if ticket is not None:
+                            ticket.claimed.set()
                         if batch.messages:
                             report.claimed += len(batch)
                             await self._process(batch, session, report, stats)
@@ -211,6 +224,8 @@ class Dispatcher:
                         await wait_for(wake, remaining)
         finally:
             self.open_batches -= is_open
+            if ticket is not None:
+                ticket.claimed.set()
         return report
 
     def _claim(self, conn: psycopg.Connection, limit: int) -> queue.Batch:

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import Dispatcher
+from taskflow_jobs.email.dispatch import Dispatcher, Ticket
 from taskflow_jobs.email.outcomes import DispatchStats
 from taskflow_jobs.settings import Settings
 from taskflow_jobs.testing.sendgrid_stub import StubServer
@@ -49,8 +49,8 @@ async def _drain(settings: Settings, clock: Clock | None) -> DispatchStats:
     try:
         plan = RunPlan(budget=60, concurrency=settings.email_concurrency)
 
-        async def run_batch(window: float, number: int) -> Any:
-            return await dispatcher.run_batch(window, stats)
+        async def run_batch(window: float, number: int, ticket: Ticket) -> Any:
+            return await dispatcher.run_batch(window, stats, ticket)
 
         await run_dispatch(dispatcher, run_batch, plan, stats)
     finally:

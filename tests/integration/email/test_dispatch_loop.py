@@ -11,7 +11,7 @@ import psycopg
 
 from taskflow_jobs import db, queue
 from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import Dispatcher
+from taskflow_jobs.email.dispatch import Dispatcher, Ticket
 from taskflow_jobs.email.outcomes import DispatchStats
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer
@@ -19,8 +19,8 @@ from tests.support.dispatch_helpers import sendgrid_settings, signup, state
 
 
 async def listen_run(dispatcher: Dispatcher, plan: RunPlan, stats: DispatchStats) -> None:
-    async def run_batch(window: float, number: int) -> Any:
-        return await dispatcher.run_batch(window, stats)
+    async def run_batch(window: float, number: int, ticket: Ticket) -> Any:
+        return await dispatcher.run_batch(window, stats, ticket)
 
     await run_dispatch(dispatcher, run_batch, plan, stats)
 
