@@ -39,14 +39,14 @@ def consume() -> None:
     Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
     """
     from flows.email_dispatch import consumer_label, email_dispatch
-    from taskflow_jobs.email.consumer import Consumer
+    from taskflow_jobs.email.consumer import Consumer, run_until_signalled
 
     label = consumer_label()
 
     async def run_flow() -> Any:
         return await email_dispatch(mode="listen", consumer=label)
 
-    asyncio.run(Consumer(settings(), database_url(), run_flow).run())
+    run_until_signalled(Consumer(settings(), database_url(), run_flow))
 
 
 @command()

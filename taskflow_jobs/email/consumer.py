@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,6 +57,8 @@ class Consumer:
         self.run_flow = run_flow
         self.current: asyncio.Task[Any] | None = None
         self.runs = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_before_start = False  # a signal arrived before the loop existed
 
     def stop(self) -> None:
         """First call: graceful stop. Second call: cancel the run now (it releases)."""
@@ -65,10 +68,10 @@ class Consumer:
         self.dispatcher.request_stop()
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+        self.loop = asyncio.get_running_loop()
         await self.dispatcher.open(listen=True)
+        if self.stop_before_start:
+            self.dispatcher.request_stop()
         log.info(
             "consuming %s with provider %s (batch %d, concurrency %d)",
             self.dispatcher.queue,
@@ -98,8 +101,6 @@ class Consumer:
                         )
                         await wait_for(self.dispatcher.stop_event, delay)
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
             await self.dispatcher.close()
             log.info("consumer stopped after %d flow runs", self.runs)
 
@@ -121,3 +122,41 @@ class Consumer:
         finally:
             stopping.cancel()
             self.current = None
+
+
+def run_until_signalled(consumer: Consumer) -> None:
+    """Run `consumer` until SIGTERM / SIGINT, then let it stop gracefully.
+
+    The event loop runs in a worker thread and the signals are handled here, in the main
+    thread: Prefect's flow engine replaces the main thread's SIGTERM handler during every
+    flow run with one that raises `TerminationSignal` wherever the code happens to be,
+    which would abandon sends in flight instead of finishing or releasing them. Outside
+    the main thread Prefect leaves signals alone.
+    """
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            asyncio.run(consumer.run())
+        except BaseException as exc:  # re-raised in the main thread
+            failure.append(exc)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        loop = consumer.loop
+        if loop is None:
+            consumer.stop_before_start = True
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(consumer.stop)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(target=work, name="email-consumer")
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failure:
+        raise failure[0]
