@@ -81,6 +81,11 @@ class Ticket:
         self.claimed = asyncio.Event()
 
 
+# Render this many emails, then yield to the event loop: rendering a whole batch at once
+# (~10 ms) would stall the sends of the other batches in flight.
+RENDER_SLICE = 10
+
+
 def _no_clock() -> datetime | None:
     return None  # the database's now()
 
@@ -275,7 +280,9 @@ class Dispatcher:
         ids = profile_ids(p for _, p in parsed)
         profiles = await self._db(load_profiles, ids) if ids else {}
         emails = []
-        for message, payload in parsed:
+        for index, (message, payload) in enumerate(parsed, 1):
+            if index % RENDER_SLICE == 0:
+                await asyncio.sleep(0)  # let other batches' HTTP traffic through
             try:
                 emails.append(
                     (message, compose(message.id, payload, profiles, self.renderer, self.sender))
