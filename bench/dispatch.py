@@ -296,6 +296,9 @@ def main() -> None:
     result = {
         "bench": "dispatch",
         **figures,
+        "email_batch_size": get_settings().email_batch_size,
+        "email_concurrency": get_settings().email_concurrency,
+        "sendgrid_concurrency": concurrency,
         "baseline": "same bodies, same httpx client and concurrency, straight to the stub",
         "goals": {
             "ratio": ">= 0.8",

@@ -10,6 +10,7 @@ and is dead-lettered with that reason: retrying would not help.
 from __future__ import annotations
 
 import email.utils
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -67,10 +68,22 @@ class OutgoingEmail:
         return msg
 
 
+_PLAIN_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
 def address(addr_spec: str, display_name: str | None = None) -> Address:
-    """An Address whose display name cannot inject headers; Undeliverable if malformed."""
+    """An Address whose display name cannot inject headers; Undeliverable if malformed.
+
+    Common addresses are split without the stdlib's header parser (~25 µs per email, a
+    tenth of a batch's own CPU); anything unusual still goes through it.
+    """
+    addr_spec = addr_spec.strip()
+    name = single_line(display_name, 100)
     try:
-        return Address(display_name=single_line(display_name, 100), addr_spec=addr_spec.strip())
+        if _PLAIN_ADDRESS.match(addr_spec):
+            username, _, domain = addr_spec.rpartition("@")
+            return Address(display_name=name, username=username, domain=domain)
+        return Address(display_name=name, addr_spec=addr_spec)
     except (ValueError, TypeError, IndexError) as exc:
         raise Undeliverable(f"invalid email address {addr_spec[:100]!r}: {exc}") from None
 

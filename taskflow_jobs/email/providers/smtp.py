@@ -1,10 +1,11 @@
-"""SMTP: one connection per batch (STARTTLS, then AUTH), reused for every email of it.
+"""SMTP: one connection per batch (STARTTLS, then AUTH), reused for its emails.
 
 smtplib is blocking, so a batch's whole conversation runs in one worker thread. Port 465
 means implicit TLS; any other port upgrades with STARTTLS unless SMTP_STARTTLS=false (a
 trusted local relay). Failures to connect, to start TLS or to log in concern the server,
 not the message: they are UNAVAILABLE. Per-email replies are classified by code: 4xx is
-transient, 5xx permanent. A connection dropped mid-batch is reopened once for the rest.
+transient, 5xx permanent. A connection dropped mid-batch is reopened (twice at most), and a
+fresh one is opened every MESSAGES_PER_CONNECTION emails, a limit many servers enforce.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from taskflow_jobs.email.providers.base import NOT_SENT, SendControl, SendResult
 log = logging.getLogger(__name__)
 IMPLICIT_TLS_PORT = 465
 MAX_DROPS = 2  # connections lost mid-batch before the rest is left for a retry
+# Many servers refuse more messages per session than this; start a fresh one instead.
+MESSAGES_PER_CONNECTION = 100
 
 
 def _text(message: bytes | str) -> str:
@@ -116,6 +119,7 @@ class SmtpSession:
         self.provider = provider
         self.smtp: smtplib.SMTP | None = None
         self.connections = 0
+        self.sent_on_connection = 0
 
     async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
         return await asyncio.to_thread(self._send_all, list(emails), control)
@@ -127,6 +131,8 @@ class SmtpSession:
             if not control.may_send():
                 results.append(NOT_SENT)
                 continue
+            if self.smtp is not None and self.sent_on_connection >= MESSAGES_PER_CONNECTION:
+                self.close()
             if self.smtp is None:
                 if drops >= MAX_DROPS:
                     results.append(SendResult.transient("SMTP connection kept dropping"))
@@ -134,10 +140,12 @@ class SmtpSession:
                 try:
                     self.smtp = self.provider.connect()
                     self.connections += 1
+                    self.sent_on_connection = 0
                 except ConnectionProblem as exc:
                     results.extend([SendResult.unavailable(str(exc))] * (len(emails) - index))
                     return results
             results.append(self._send_one(item))
+            self.sent_on_connection += 1
             if self.smtp is None:
                 drops += 1
         return results

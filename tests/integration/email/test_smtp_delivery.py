@@ -149,3 +149,14 @@ def test_refused_login_is_a_provider_failure_that_never_shows_the_password(
     assert "wrong-password" not in str(caught.value) and SMTP_PASSWORD not in str(caught.value)
     assert state(conn, message_id)["attempt"] == 0
     assert queue.metrics(conn, EMAIL_QUEUE)[0].visible == 1
+
+
+def test_a_large_batch_opens_a_fresh_connection_every_hundred_emails(
+    conn: psycopg.Connection, smtp_server: SmtpServer, make_settings
+) -> None:
+    for i in range(150):
+        signup(conn, f"user{i}@example.com", f"User {i}")
+    settings = make_settings(**smtp_server.settings(), email_batch_size=500, email_concurrency=1)
+
+    assert drain(settings).summary()["sent"] == 150
+    assert smtp_server.recorder.connections() == 2
