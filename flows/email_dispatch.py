@@ -28,13 +28,9 @@ from prefect.tasks import Task, exponential_backoff
 
 from flows.common import flow_settings
 from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import (
-    INFRASTRUCTURE_ERRORS,
-    Dispatcher,
-    Ticket,
-    dispatcher_for_run,
-)
+from taskflow_jobs.email.dispatch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
 from taskflow_jobs.email.outcomes import DispatchStats, Outcome
+from taskflow_jobs.email.sharing import dispatcher_for_run
 
 DEAD_LETTER_EVENT = "taskflow.email.dead-lettered"
 ARTIFACT_KEY = "email-dispatch"

@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -35,9 +33,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskflow_jobs import queue
 from taskflow_jobs.backoff import RetryPolicy
-from taskflow_jobs.db import DatabaseUnavailable, database_url, redact_url
+from taskflow_jobs.db import DatabaseUnavailable, redact_url
 from taskflow_jobs.email.compose import (
     OutgoingEmail,
+    ParsedMessage,
     Undeliverable,
     compose,
     load_profiles,
@@ -81,9 +80,8 @@ class Ticket:
         self.claimed = asyncio.Event()
 
 
-# Render this many emails, then yield to the event loop: rendering a whole batch at once
-# (~10 ms) would stall the sends of the other batches in flight.
-RENDER_SLICE = 10
+# Render this many emails, start sending them, then render the next slice (~2 ms each).
+RENDER_SLICE = 25
 
 
 def _no_clock() -> datetime | None:
@@ -247,15 +245,32 @@ class Dispatcher:
             time.monotonic() + self.visibility_timeout - _lease_margin(self.visibility_timeout)
         )
         settled = False
+        sending: list[tuple[list[tuple[queue.Message, OutgoingEmail]], asyncio.Task]] = []
+        results: list[SendResult] = []
         try:
-            emails, outcomes = await self._prepare(batch.messages)
+            parsed, outcomes = self._parse(batch.messages)
+            ids = profile_ids(p for _, p in parsed)
+            profiles = await self._db(load_profiles, ids) if ids else {}
             control = SendControl(self.stop_event, lease_ends)
-            results = await session.send([e for _, e in emails], control) if emails else []
-            outcomes += [self.decide(m, r) for (m, _), r in zip(emails, results, strict=True)]
+            # render a slice, start sending it, render the next: the provider is busy
+            # while we render, and other batches' traffic is not held up by ours
+            for start in range(0, len(parsed), RENDER_SLICE):
+                emails, failed = self._render(parsed[start : start + RENDER_SLICE], profiles)
+                outcomes += failed
+                if emails:
+                    task = asyncio.create_task(session.send([e for _, e in emails], control))
+                    sending.append((emails, task))
+                await asyncio.sleep(0)
+            for emails, task in sending:
+                chunk = await task
+                results += chunk
+                outcomes += [self.decide(m, r) for (m, _), r in zip(emails, chunk, strict=True)]
             outcomes = await self._db(self._settle, batch.token, outcomes)
             settled = True
         finally:
             if not settled:  # an error or a cancellation: give everything back
+                for _, task in sending:
+                    task.cancel()
                 await self._release_quietly(batch)
         report.outcomes += outcomes
         if stats is not None:
@@ -266,23 +281,25 @@ class Dispatcher:
             report.unavailable = down[0]
             raise ProviderUnavailable(down[0])
 
-    async def _prepare(
-        self, messages: Sequence[queue.Message]
-    ) -> tuple[list[tuple[queue.Message, OutgoingEmail]], list[Outcome]]:
-        """Parse and render every message; the ones that cannot be sent become dead letters."""
-        failed: list[Outcome] = []
-        parsed = []
+    @staticmethod
+    def _parse(
+        messages: Sequence[queue.Message],
+    ) -> tuple[list[tuple[queue.Message, ParsedMessage]], list[Outcome]]:
+        """Parse every payload; the ones that do not parse become dead letters."""
+        parsed, failed = [], []
         for message in messages:
             try:
                 parsed.append((message, parse_message(message.payload)))
             except InvalidMessage as exc:
                 failed.append(_dead(message, str(exc)))
-        ids = profile_ids(p for _, p in parsed)
-        profiles = await self._db(load_profiles, ids) if ids else {}
-        emails = []
-        for index, (message, payload) in enumerate(parsed, 1):
-            if index % RENDER_SLICE == 0:
-                await asyncio.sleep(0)  # let other batches' HTTP traffic through
+        return parsed, failed
+
+    def _render(
+        self, parsed: Sequence[tuple[queue.Message, ParsedMessage]], profiles: dict
+    ) -> tuple[list[tuple[queue.Message, OutgoingEmail]], list[Outcome]]:
+        """Render messages; the ones that cannot become an email become dead letters."""
+        emails, failed = [], []
+        for message, payload in parsed:
             try:
                 emails.append(
                     (message, compose(message.id, payload, profiles, self.renderer, self.sender))
@@ -363,36 +380,3 @@ def _log_outcomes(outcomes: list[Outcome]) -> None:
             log.warning("message %s dead-lettered: %s", o.message_id, o.error, extra=extra)
         else:
             log.info("message %s released: %s", o.message_id, o.error, extra=extra)
-
-
-# --- the dispatcher a flow run uses --------------------------------------------------
-
-_shared: ContextVar[Dispatcher | None] = ContextVar("taskflow_email_dispatcher", default=None)
-
-
-@contextmanager
-def sharing(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
-    """Make flow runs started inside this block use `dispatcher` (`consume` does this:
-    its LISTEN connection, pool and HTTP client outlive each flow run)."""
-    token = _shared.set(dispatcher)
-    try:
-        yield dispatcher
-    finally:
-        _shared.reset(token)
-
-
-@asynccontextmanager
-async def dispatcher_for_run(
-    settings: Settings, *, listen: bool = False
-) -> AsyncIterator[Dispatcher]:
-    """The shared dispatcher if `consume` installed one, else a fresh one for this run."""
-    shared = _shared.get()
-    if shared is not None:
-        yield shared
-        return
-    dispatcher = Dispatcher(settings, database_url(settings))
-    await dispatcher.open(listen=listen)
-    try:
-        yield dispatcher
-    finally:
-        await dispatcher.close()

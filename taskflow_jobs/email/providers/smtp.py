@@ -120,9 +120,11 @@ class SmtpSession:
         self.smtp: smtplib.SMTP | None = None
         self.connections = 0
         self.sent_on_connection = 0
+        self.lock = asyncio.Lock()  # one conversation at a time on the connection
 
     async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
-        return await asyncio.to_thread(self._send_all, list(emails), control)
+        async with self.lock:
+            return await asyncio.to_thread(self._send_all, list(emails), control)
 
     def _send_all(self, emails: list[OutgoingEmail], control: SendControl) -> list[SendResult]:
         results: list[SendResult] = []
