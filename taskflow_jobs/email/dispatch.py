@@ -33,7 +33,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskflow_jobs import queue
 from taskflow_jobs.backoff import RetryPolicy
-from taskflow_jobs.db import DatabaseUnavailable, redact_url
+from taskflow_jobs.db import DatabaseUnavailable, connect, redact_url
 from taskflow_jobs.email.compose import (
     OutgoingEmail,
     ParsedMessage,
@@ -131,6 +131,8 @@ class Dispatcher:
     # --- lifecycle -------------------------------------------------------------------
 
     async def open(self, *, listen: bool = False) -> Dispatcher:
+        # one plain connection first: fails at once, with the reason, if the database is down
+        await asyncio.to_thread(lambda: connect(self.url).close())
         try:
             await asyncio.to_thread(self.pool.open, wait=True, timeout=15)
         except PoolTimeout:

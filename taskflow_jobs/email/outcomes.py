@@ -41,9 +41,6 @@ class BatchReport:
     outcomes: list[Outcome] = field(default_factory=list)
     unavailable: str | None = None
 
-    def count(self, action: Action) -> int:
-        return sum(1 for o in self.outcomes if o.action is action)
-
     def summary(self) -> dict[str, Any]:
         counts = Counter(o.action.value for o in self.outcomes)
         return {"claimed": self.claimed, **{a.value: counts.get(a.value, 0) for a in Action}}

@@ -147,3 +147,23 @@ def test_sigterm_finishes_in_flight_releases_the_rest_and_exits_0(
     assert len(attempts) == len(ids) - sent
     assert all(row["attempt"] == 0 for row in attempts), "released without using an attempt"
     assert "consumer stopped" in consumers.log(0)
+
+
+def finished_flow_runs(log: str) -> int:
+    return sum(
+        "Flow run '" in line and "Finished in state Completed" in line for line in log.splitlines()
+    )
+
+
+def test_each_burst_is_a_flow_run_that_ends_when_idle(
+    conn: psycopg.Connection, consumers: Consumers, sendgrid: StubServer
+) -> None:
+    consumers.start(EMAIL_IDLE_TIMEOUT="1")
+    signup(conn, "first@example.com", "First")
+    wait_until(lambda: len(sendgrid.stub.accepted()) == 1, 60, "the first burst")
+    wait_until(lambda: finished_flow_runs(consumers.log(0)) == 1, 30, "the idle run to end")
+
+    signup(conn, "second@example.com", "Second")
+    wait_until(lambda: len(sendgrid.stub.accepted()) == 2, 60, "the second burst")
+    wait_until(lambda: finished_flow_runs(consumers.log(0)) == 2, 30, "the second run to end")
+    assert consumers.log(0).count("Beginning flow run") == 2
