@@ -1,15 +1,138 @@
-"""PLACEHOLDER for the email-dispatch flow, replaced by issue 3's real flow at merge.
+"""Flow `email-dispatch`: send queued emails in batches, one Prefect task per batch.
 
-It exists only so `prefect deploy --all` can import every entrypoint of prefect.yaml on
-this branch; it sends nothing.
+Runs two ways:
+- `mode="drain"` (deployment: every minute as a safety sweep, and on events): send until
+  the queue has nothing visible or the time budget ends.
+- `mode="listen"` (started by `taskflow-jobs consume` for each burst of work): also wait
+  for NOTIFY and end after an idle period, so a steady stream costs one flow run.
+
+The work is in `taskflow_jobs.email`; this module wires it to Prefect: task retries for
+infrastructure failures, an artifact per run, an event per dead letter.
 """
 
 from __future__ import annotations
 
-from prefect import flow
+import os
+import socket
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from prefect.states import State
+from prefect.tasks import Task, exponential_backoff
+
+from flows.common import flow_settings
+from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
+from taskflow_jobs.email.dispatch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
+from taskflow_jobs.email.outcomes import DispatchStats, Outcome
+from taskflow_jobs.email.sharing import dispatcher_for_run
+
+DEAD_LETTER_EVENT = "taskflow.email.dead-lettered"
+ARTIFACT_KEY = "email-dispatch"
 
 
-@flow(name="email-dispatch", log_prints=True)
-def email_dispatch(batch_size: int | None = None, time_budget: float | None = None) -> dict:
-    """Placeholder replaced by issue 3 at merge: does nothing and reports nothing sent."""
-    return {"placeholder": True, "sent": 0}
+def infrastructure_failure(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry a batch only when the database or the provider failed, not on a bug."""
+    return isinstance(state.data, INFRASTRUCTURE_ERRORS)
+
+
+@task(
+    name="send-batch",
+    task_run_name="batch-{number}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    retry_condition_fn=infrastructure_failure,
+)
+async def send_batch(
+    dispatcher: Dispatcher, window: float, number: int, stats: DispatchStats, ticket: Ticket
+) -> dict[str, Any]:
+    """Claim, send and settle one batch (a retry claims a fresh one)."""
+    report = await dispatcher.run_batch(window, stats, ticket)
+    return report.summary()
+
+
+def emit_dead_letter_event(outcome: Outcome) -> None:
+    """One event per dead letter: automations route them to Slack."""
+    emit_event(
+        event=DEAD_LETTER_EVENT,
+        resource={
+            "prefect.resource.id": f"taskflow.email.{outcome.message_id}",
+            "prefect.resource.name": f"email job {outcome.message_id}",
+            "taskflow.message-type": outcome.message_type or "unknown",
+        },
+        payload={
+            "message_id": outcome.message_id,
+            "type": outcome.message_type,
+            "reason": outcome.error,
+            "attempt": outcome.attempt,
+        },
+    )
+
+
+def _run_name() -> str:
+    params = flow_run.parameters
+    who = params.get("consumer") or params.get("mode", "drain")
+    return f"{who} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z"
+
+
+def consumer_label() -> str:
+    return f"consume@{socket.gethostname()}:{os.getpid()}"
+
+
+@flow(
+    name="email-dispatch",
+    flow_run_name=_run_name,
+    persist_result=False,
+    description="Send queued emails (welcome, task assigned, notifications) in batches.",
+)
+async def email_dispatch(
+    mode: Literal["drain", "listen"] = "drain",
+    time_budget: float | None = None,
+    concurrency: int | None = None,
+    idle_timeout: float | None = None,
+    consumer: str | None = None,
+) -> dict[str, Any]:
+    """Dispatch queued emails until the queue is drained (or idle) or the budget ends."""
+    settings = flow_settings()
+    logger = get_run_logger()
+    listen = mode == "listen"
+    plan = RunPlan(
+        budget=time_budget
+        or (settings.email_consume_budget if listen else settings.email_time_budget),
+        concurrency=concurrency or settings.email_concurrency,
+        listen=listen,
+        idle_timeout=settings.email_idle_timeout if idle_timeout is None else idle_timeout,
+        window=settings.email_batch_window,
+        poll_interval=settings.email_poll_interval,
+    )
+    batch = send_batch.with_options(
+        retries=settings.email_task_retries,
+        retry_delay_seconds=exponential_backoff(settings.email_task_retry_delay),
+        retry_jitter_factor=0.5,
+    )
+    stats = DispatchStats(on_dead_letter=emit_dead_letter_event)
+    try:
+        async with dispatcher_for_run(settings, listen=listen) as dispatcher:
+
+            async def run_batch(window: float, number: int, ticket: Ticket) -> dict[str, Any]:
+                return await batch(dispatcher, window, number, stats, ticket)
+
+            await run_dispatch(dispatcher, run_batch, plan, stats)
+    finally:
+        summary = stats.summary()
+        logger.info("email dispatch: %s", summary)
+        await acreate_table_artifact(
+            table=stats.table(),
+            key=ARTIFACT_KEY,
+            description=(
+                f"{summary['sent']} sent, {summary['retried']} retried, "
+                f"{summary['dead-lettered']} dead-lettered, {summary['released']} released "
+                f"in {summary['batches']} batches ({summary['failed_batches']} failed)"
+            ),
+        )
+    return summary

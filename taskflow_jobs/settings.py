@@ -58,7 +58,8 @@ class Settings(BaseSettings):
 
     # --- queue and retries ---------------------------------------------------------
     email_max_attempts: int = Field(5, ge=1, le=100)
-    email_batch_size: int = Field(100, ge=1, le=10_000)
+    # 500 (was 100): each Prefect task run costs ~30 ms of server CPU; see bench/dispatch.py
+    email_batch_size: int = Field(500, ge=1, le=10_000)
     email_visibility_timeout: float = Field(
         120.0, gt=0, description="Seconds a claimed batch stays invisible to other consumers"
     )
@@ -66,6 +67,36 @@ class Settings(BaseSettings):
     email_backoff_cap: float = Field(3600.0, gt=0, description="Longest delay between retries")
     email_time_budget: float = Field(
         50.0, gt=0, description="Seconds one email-dispatch run drains before it stops"
+    )
+
+    # --- email dispatch (issue 3): concurrency, the low-latency consumer -------------
+    email_concurrency: int = Field(
+        4, ge=1, le=64, description="Batches one dispatcher processes at the same time"
+    )
+    email_batch_window: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="In `consume`, seconds one batch (one Prefect task run) keeps taking "
+        "newly arrived messages before it closes; bounds task runs under a trickle",
+    )
+    email_poll_interval: float = Field(
+        5.0, gt=0, le=3600, description="Longest sleep of `consume` without a NOTIFY"
+    )
+    email_idle_timeout: float = Field(
+        30.0, ge=0, description="`consume` ends its flow run after this long without work"
+    )
+    email_consume_budget: float = Field(
+        600.0, gt=0, description="Longest `consume` flow run; the next one starts at once"
+    )
+    email_shutdown_grace: float = Field(
+        10.0, ge=0, description="On SIGTERM, seconds to finish sends in flight before releasing"
+    )
+    email_task_retries: int = Field(
+        3, ge=0, le=20, description="Prefect retries of a batch on infrastructure errors"
+    )
+    email_task_retry_delay: float = Field(
+        2.0, ge=0, description="First Prefect retry delay of a batch (doubles, jittered)"
     )
 
     # --- slack / reports -----------------------------------------------------------

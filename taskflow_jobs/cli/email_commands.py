@@ -1,0 +1,154 @@
+"""Email commands: consume, dispatch, dlq list / show / redrive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taskflow_jobs import db, queue
+from taskflow_jobs.cli.base import CliError, _friendly, app, command, database_url, settings
+from taskflow_jobs.settings import EMAIL_QUEUE
+from taskflow_jobs.sql import query
+
+dlq = typer.Typer(
+    no_args_is_help=True,
+    help="Dead letters of the email queue: list, show, redrive.",
+)
+app.add_typer(dlq, name="dlq")
+
+
+def dlq_command(*args: Any, **kwargs: Any) -> Any:
+    def register(fn: Any) -> Any:
+        return dlq.command(*args, **kwargs)(_friendly(fn))
+
+    return register
+
+
+@command()
+def consume() -> None:
+    """Send emails as they are enqueued (LISTEN/NOTIFY), until SIGTERM or Ctrl-C.
+
+    Each burst of work is an `email-dispatch` flow run in this process, visible in the
+    Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
+    """
+    from flows.email_dispatch import consumer_label, email_dispatch
+    from taskflow_jobs.email.consumer import Consumer, run_until_signalled
+
+    label = consumer_label()
+
+    async def run_flow() -> Any:
+        return await email_dispatch(mode="listen", consumer=label)
+
+    run_until_signalled(Consumer(settings(), database_url(), run_flow))
+
+
+@command()
+def dispatch(
+    budget: Annotated[float | None, typer.Option(help="Seconds to run at most")] = None,
+) -> None:
+    """Send what is queued now (one `email-dispatch` flow run in drain mode), then exit."""
+    from flows.email_dispatch import email_dispatch
+
+    database_url()  # fail early, naming the setting, if the database is unreachable
+    summary = asyncio.run(email_dispatch(mode="drain", time_budget=budget))
+    typer.echo(json.dumps(summary))
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """`30m`, `2h`, `7d` (ago) or an ISO date/time."""
+    if value is None:
+        return None
+    match = _DURATION.match(value.strip())
+    if match:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: float(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(f"--since: expected 30m, 2h, 7d or an ISO date, got {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+@dlq_command("list")
+def dlq_list(
+    message_type: Annotated[str | None, typer.Option("--type", help="Only this type")] = None,
+    reason: Annotated[str | None, typer.Option(help="Reason contains this text")] = None,
+    since: Annotated[str | None, typer.Option(help="Newer than: 30m, 2h, 7d or ISO")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Full rows as JSON")] = False,
+) -> None:
+    """Dead letters, newest first."""
+    params = {
+        "queue": EMAIL_QUEUE,
+        "type": message_type,
+        "reason": reason,
+        "since": parse_since(since),
+        "limit": limit,
+    }
+    with db.connect(database_url()) as conn:
+        rows = conn.execute(query("email_dead_letters"), params).fetchall()
+    if as_json:
+        typer.echo(json.dumps([_jsonable(r) for r in rows], indent=2, default=str))
+        return
+    if not rows:
+        typer.echo("no dead letters")
+        return
+    table = Table("id", "type", "attempts", "dead-lettered (UTC)", "redrives", "reason")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["type"] or "?",
+            f"{row['attempt']}/{row['max_attempts']}",
+            row["dead_lettered_at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            str(row["redrive_count"]),
+            row["reason"][:120],
+        )
+    Console(width=200).print(table)
+
+
+@dlq_command("show")
+def dlq_show(message_id: Annotated[int, typer.Argument(help="Dead letter id")]) -> None:
+    """One dead letter with its payload and whole error history (JSON)."""
+    with db.connect(database_url()) as conn:
+        row = conn.execute(query("email_dead_letter"), {"id": message_id}).fetchone()
+    if row is None:
+        raise CliError(f"no dead letter with id {message_id}")
+    typer.echo(json.dumps(_jsonable(row), indent=2, default=str))
+
+
+@dlq_command("redrive")
+def dlq_redrive(
+    ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids")] = None,
+    message_type: Annotated[str | None, typer.Option("--type", help="Every one of a type")] = None,
+    redrive_all: Annotated[bool, typer.Option("--all", help="Every dead letter")] = False,
+) -> None:
+    """Put dead letters back in the queue with fresh attempts (their history is kept)."""
+    chosen = sum([bool(ids), message_type is not None, redrive_all])
+    if chosen != 1:
+        raise CliError("redrive needs exactly one of: message ids, --type TYPE, --all")
+    with db.transaction(database_url()) as conn:
+        revived = queue.redrive(
+            conn,
+            ids=ids or None,
+            message_type=message_type,
+            queue=EMAIL_QUEUE,
+            all=redrive_all,
+        )
+    missing = sorted(set(ids or []) - set(revived))
+    typer.echo(json.dumps({"redriven": len(revived), "ids": sorted(revived), "not_found": missing}))
+    if missing:
+        raise typer.Exit(1)

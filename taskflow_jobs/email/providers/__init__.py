@@ -1,0 +1,54 @@
+"""Email providers behind one interface (`base.Provider`): smtp, sendgrid, console."""
+
+from __future__ import annotations
+
+from taskflow_jobs.email.providers.base import (
+    NOT_SENT,
+    Provider,
+    ProviderSession,
+    ProviderUnavailable,
+    SendControl,
+    SendResult,
+    SendStatus,
+)
+from taskflow_jobs.settings import EmailProvider, Settings, SettingsError
+
+__all__ = [
+    "NOT_SENT",
+    "Provider",
+    "ProviderSession",
+    "ProviderUnavailable",
+    "SendControl",
+    "SendResult",
+    "SendStatus",
+    "create_provider",
+]
+
+
+def create_provider(settings: Settings) -> Provider:
+    """The provider EMAIL_PROVIDER names; SettingsError names a missing setting."""
+    if settings.email_provider is EmailProvider.smtp:
+        from taskflow_jobs.email.providers.smtp import SmtpProvider
+
+        return SmtpProvider(
+            settings.smtp_host,
+            settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout,
+        )
+    if settings.email_provider is EmailProvider.sendgrid:
+        from taskflow_jobs.email.providers.sendgrid import SendGridProvider
+
+        if settings.sendgrid_api_key is None or not settings.sendgrid_api_key.get_secret_value():
+            raise SettingsError("SENDGRID_API_KEY: required when EMAIL_PROVIDER=sendgrid")
+        return SendGridProvider(
+            settings.sendgrid_api_url,
+            settings.sendgrid_api_key.get_secret_value(),
+            concurrency=settings.sendgrid_concurrency,
+            timeout=settings.sendgrid_timeout,
+        )
+    from taskflow_jobs.email.providers.console import ConsoleProvider
+
+    return ConsoleProvider(settings.data_dir / "outbox")

@@ -1,0 +1,131 @@
+"""The one small interface every email provider implements, and the outcomes it reports.
+
+A provider sends a list of rendered emails inside a *session* (one per batch: the SMTP
+provider keeps one connection open for the whole session) and reports one `SendResult`
+per email. It never raises for a single bad email: it classifies it.
+
+- ACCEPTED: the provider took it (SMTP 250, SendGrid 202).
+- TRANSIENT: worth retrying later (timeouts, connection drops mid-batch, 5xx, 429 with its
+  Retry-After, SMTP 4xx).
+- PERMANENT: retrying cannot help (SendGrid 400, SMTP 5xx, an address it refuses).
+- UNAVAILABLE: the provider as a whole cannot be used right now (cannot connect, TLS or
+  authentication refused). Not the message's fault: it is released without using an
+  attempt, and the batch fails so that Prefect retries it and the run shows as failed.
+- NOT_SENT: never tried because the dispatcher is stopping or the lease is running out;
+  released as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from taskflow_jobs.email.compose import OutgoingEmail
+
+
+class SendStatus(StrEnum):
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    UNAVAILABLE = "unavailable"
+    NOT_SENT = "not_sent"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    status: SendStatus
+    error: str | None = None
+    retry_after: float | None = None
+
+    @classmethod
+    def accepted(cls) -> SendResult:
+        return cls(SendStatus.ACCEPTED)
+
+    @classmethod
+    def transient(cls, error: str, retry_after: float | None = None) -> SendResult:
+        return cls(SendStatus.TRANSIENT, error, retry_after)
+
+    @classmethod
+    def permanent(cls, error: str) -> SendResult:
+        return cls(SendStatus.PERMANENT, error)
+
+    @classmethod
+    def unavailable(cls, error: str) -> SendResult:
+        return cls(SendStatus.UNAVAILABLE, error)
+
+
+NOT_SENT = SendResult(SendStatus.NOT_SENT, "not sent: dispatcher stopping or lease ending")
+
+
+class ProviderUnavailable(RuntimeError):
+    """The provider cannot be used for the whole batch; never contains a secret."""
+
+
+@dataclass
+class SendControl:
+    """Lets a provider stop between emails: on shutdown, or before the lease runs out."""
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    deadline: float = float("inf")  # time.monotonic() after which nothing new is sent
+
+    def may_send(self) -> bool:
+        return not self.stop.is_set() and time.monotonic() < self.deadline
+
+
+class ProviderSession(Protocol):
+    async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
+        """Send `emails`, one result per email in the same order."""
+        ...
+
+
+class Provider(Protocol):
+    name: str
+
+    def session(self) -> AbstractAsyncContextManager[ProviderSession]:
+        """`async with provider.session() as s`: resources held for one batch."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release pooled resources (HTTP clients) when the dispatcher stops."""
+        ...
+
+
+class SendsOne(Protocol):
+    async def send_one(self, item: OutgoingEmail) -> SendResult: ...
+
+
+class ConcurrentSession:
+    """A session for providers that send each email on its own (HTTP API, files).
+
+    `limit` is shared by every session of the provider, so the provider's concurrency
+    limit holds however many batches run at once.
+    """
+
+    def __init__(self, provider: SendsOne, limit: asyncio.Semaphore) -> None:
+        self.provider = provider
+        self.limit = limit
+        self.unavailable = False
+
+    async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
+        async def one(item: OutgoingEmail) -> SendResult:
+            async with self.limit:
+                if self.unavailable or not control.may_send():
+                    return NOT_SENT
+                result = await self.provider.send_one(item)
+                if result.status is SendStatus.UNAVAILABLE:
+                    self.unavailable = True  # the rest would fail the same way
+                return result
+
+        return list(await asyncio.gather(*(one(item) for item in emails)))
+
+
+@asynccontextmanager
+async def concurrent_session(
+    provider: SendsOne, limit: asyncio.Semaphore
+) -> AsyncIterator[ConcurrentSession]:
+    yield ConcurrentSession(provider, limit)

@@ -1,0 +1,132 @@
+"""SendGrid v3 Web API: POST `{SENDGRID_API_URL}/v3/mail/send`, 202 = accepted.
+
+One pooled `httpx.AsyncClient` per dispatcher, with at most SENDGRID_CONCURRENCY requests
+in flight across all batches. The API key only ever travels in the Authorization header;
+errors are built from status codes and SendGrid's error messages, never from headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from taskflow_jobs.backoff import parse_retry_after
+from taskflow_jobs.email.compose import MESSAGE_ID_HEADER, OutgoingEmail
+from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, concurrent_session
+
+SEND_PATH = "/v3/mail/send"
+
+
+def _address(addr: Any) -> dict[str, str]:
+    entry = {"email": addr.addr_spec}
+    if addr.display_name:
+        entry["name"] = addr.display_name
+    return entry
+
+
+def request_body(item: OutgoingEmail) -> dict[str, Any]:
+    """The v3 mail/send JSON for one email (text/plain must come before text/html)."""
+    return {
+        "personalizations": [{"to": [_address(item.recipient)]}],
+        "from": _address(item.sender),
+        "subject": item.subject,
+        "content": [
+            {"type": "text/plain", "value": item.text},
+            {"type": "text/html", "value": item.html},
+        ],
+        "headers": {MESSAGE_ID_HEADER: str(item.message_id)},
+        "custom_args": {"taskflow_message_id": str(item.message_id), "type": item.message_type},
+    }
+
+
+def _error_details(body: str) -> str:
+    """SendGrid's `errors[].message` (and field), or the start of the body."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        parts = [
+            f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+            for e in errors
+            if isinstance(e, dict)
+        ]
+        text = "; ".join(parts)
+    except (ValueError, AttributeError):
+        text = body.strip()
+    return text[:300]
+
+
+def classify_response(
+    status: int, headers: httpx.Headers | dict[str, str], body: str, now: float | None = None
+) -> SendResult:
+    """What a SendGrid answer means for the message (pure; unit-tested)."""
+    headers = httpx.Headers(headers)
+    details = _error_details(body) if status >= 300 else ""
+    suffix = f": {details}" if details else ""
+    if 200 <= status < 300:
+        return SendResult.accepted()
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        reset = headers.get("x-ratelimit-reset")
+        if retry_after is None and reset and reset.isdigit():
+            retry_after = max(0.0, int(reset) - (now if now is not None else time.time()))
+        return SendResult.transient(f"SendGrid 429 rate limited{suffix}", retry_after)
+    if status in (401, 403):
+        # the key or the sender identity is wrong: every message would fail the same way
+        return SendResult.unavailable(
+            f"SendGrid refused the request ({status}){suffix}: check SENDGRID_API_KEY and "
+            "that EMAIL_FROM is a verified sender"
+        )
+    if status == 408 or status >= 500:
+        return SendResult.transient(f"SendGrid {status}{suffix}")
+    return SendResult.permanent(f"SendGrid {status}{suffix}")
+
+
+class SendGridProvider:
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        *,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = api_url.rstrip("/") + SEND_PATH
+        self.host = urlsplit(self.url).netloc
+        self.timeout = timeout
+        self.client = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "taskflow-jobs"},
+        )
+        self.limit = asyncio.Semaphore(concurrency)
+
+    def session(self) -> AbstractAsyncContextManager[ConcurrentSession]:
+        return concurrent_session(self, self.limit)
+
+    async def send_one(self, item: OutgoingEmail) -> SendResult:
+        try:
+            response = await self.client.post(self.url, json=request_body(item))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            return SendResult.unavailable(f"cannot connect to SendGrid at {self.host}: {_why(exc)}")
+        except httpx.TimeoutException as exc:
+            return SendResult.transient(
+                f"SendGrid did not answer within {self.timeout:g}s ({type(exc).__name__})"
+            )
+        except httpx.HTTPError as exc:
+            return SendResult.transient(f"SendGrid request failed: {_why(exc)}")
+        return classify_response(response.status_code, response.headers, response.text)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

@@ -1,0 +1,44 @@
+-- email_profiles --
+-- Addresses and names of the profiles a batch of task_assigned messages needs (one query per batch).
+SELECT id, email, full_name FROM public.profiles WHERE id = ANY (%(ids)s::uuid[]);
+
+-- email_visible_count --
+-- How many messages could be claimed now, counting at most `limit` (uses messages_claim_idx).
+SELECT count(*) AS n
+FROM (
+    SELECT 1 FROM jobs.messages
+    WHERE queue = %(queue)s AND visible_at <= coalesce(%(now)s::timestamptz, now())
+    LIMIT %(limit)s
+) AS visible;
+
+-- email_sync_max_attempts --
+-- Make the queue's default attempt limit (used for new messages) follow EMAIL_MAX_ATTEMPTS.
+UPDATE jobs.queues SET max_attempts = %(max_attempts)s
+WHERE name = %(queue)s AND max_attempts <> %(max_attempts)s
+RETURNING name;
+
+-- email_dead_letters --
+-- Dead letters for `dlq list`: newest first, filtered by type, reason text and age.
+SELECT id, queue, payload, payload ->> 'type' AS type, enqueued_at, dead_lettered_at, attempt,
+       max_attempts, errors, reason, redrive_count
+FROM jobs.dead_letters
+WHERE queue = %(queue)s
+  AND (%(type)s::text IS NULL OR payload ->> 'type' = %(type)s)
+  AND (%(reason)s::text IS NULL OR reason ILIKE '%%' || %(reason)s || '%%')
+  AND (%(since)s::timestamptz IS NULL OR dead_lettered_at >= %(since)s)
+ORDER BY dead_lettered_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- email_dead_letter --
+-- One dead letter with its whole history, for `dlq show`.
+SELECT id, queue, payload, payload ->> 'type' AS type, enqueued_at, dead_lettered_at, attempt,
+       max_attempts, errors, reason, redrive_count
+FROM jobs.dead_letters
+WHERE id = %(id)s;
+
+-- email_next_visible_in --
+-- Seconds until the next message (pending, or leased with its lease ending) may be claimed.
+SELECT extract(epoch FROM min(visible_at) - coalesce(%(now)s::timestamptz, now()))::double precision
+       AS seconds
+FROM jobs.messages
+WHERE queue = %(queue)s;

@@ -1,0 +1,116 @@
+"""The dispatch loop in listen mode (what `consume` runs): NOTIFY wakes it, delayed messages
+are picked up by the polling fallback, batches stay open for a window, stop releases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+
+from taskflow_jobs import db, queue
+from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
+from taskflow_jobs.email.dispatch import Dispatcher, Ticket
+from taskflow_jobs.email.outcomes import DispatchStats
+from taskflow_jobs.settings import EMAIL_QUEUE
+from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer
+from tests.support.dispatch_helpers import sendgrid_settings, signup, state
+
+
+async def listen_run(dispatcher: Dispatcher, plan: RunPlan, stats: DispatchStats) -> None:
+    async def run_batch(window: float, number: int, ticket: Ticket) -> Any:
+        return await dispatcher.run_batch(window, stats, ticket)
+
+    await run_dispatch(dispatcher, run_batch, plan, stats)
+
+
+def test_listen_mode_sends_a_trickle_in_few_batches_woken_by_notify(
+    database_url: str, sendgrid: StubServer, make_settings
+) -> None:
+    settings = make_settings(**sendgrid_settings(sendgrid))
+    # poll_interval far above idle_timeout: without NOTIFY the run would end before polling
+    plan = RunPlan(
+        budget=60, concurrency=2, listen=True, idle_timeout=1.5, window=0.5, poll_interval=30
+    )
+    stats = DispatchStats()
+    users = 20
+
+    def trickle() -> list[int]:
+        ids = []
+        with db.connect(database_url, autocommit=True) as conn:
+            for i in range(users):
+                ids.append(signup(conn, f"user{i}@example.com", f"User {i}")[1])
+                time.sleep(0.05)
+        return ids
+
+    async def scenario() -> list[int]:
+        dispatcher = await Dispatcher(settings, database_url).open(listen=True)
+        try:
+            await asyncio.wait_for(dispatcher.listener.connected.wait(), 10)
+            run = asyncio.create_task(listen_run(dispatcher, plan, stats))
+            ids = await asyncio.to_thread(trickle)
+            await asyncio.wait_for(run, 30)
+            return ids
+        finally:
+            await dispatcher.close()
+
+    ids = asyncio.run(scenario())
+    assert stats.summary()["sent"] == users
+    assert {r.message_id for r in sendgrid.stub.accepted()} == set(ids)
+    # a batch stays open for its window: 20 messages over ~1 s need only a few task runs
+    assert 1 <= stats.batches <= 6, stats.summary()
+
+
+def test_polling_fallback_sends_a_delayed_message_when_it_becomes_visible(
+    conn: psycopg.Connection, database_url: str, sendgrid: StubServer, make_settings
+) -> None:
+    settings = make_settings(**sendgrid_settings(sendgrid))
+    message_id = queue.send(
+        conn,
+        EMAIL_QUEUE,
+        {"type": "notification", "to": "a@example.com", "subject": "Later", "body": "x"},
+        delay=1.0,
+    )
+    plan = RunPlan(
+        budget=60, concurrency=1, listen=True, idle_timeout=4, window=0, poll_interval=60
+    )
+    stats = DispatchStats()
+
+    async def scenario() -> None:
+        dispatcher = await Dispatcher(settings, database_url).open(listen=True)
+        try:
+            await listen_run(dispatcher, plan, stats)
+        finally:
+            await dispatcher.close()
+
+    asyncio.run(scenario())
+    assert stats.summary()["sent"] == 1, "a delayed message sends no NOTIFY: polling must find it"
+    assert state(conn, message_id)["state"] == "archived"
+
+
+def test_stop_finishes_sends_in_flight_and_releases_the_rest(
+    conn: psycopg.Connection, database_url: str, sendgrid: StubServer, make_settings
+) -> None:
+    ids = [signup(conn, f"user{i}@example.com", f"User {i}")[1] for i in range(6)]
+    sendgrid.stub.script = lambda body: Reply(202, delay=0.3)
+    settings = make_settings(**sendgrid_settings(sendgrid, sendgrid_concurrency=1))
+
+    async def scenario() -> DispatchStats:
+        stats = DispatchStats()
+        async with Dispatcher(settings, database_url) as dispatcher:
+            batch = asyncio.create_task(dispatcher.run_batch(0, stats))
+            while not sendgrid.stub.received:
+                await asyncio.sleep(0.01)
+            dispatcher.request_stop()
+            await batch
+        return stats
+
+    stats = asyncio.run(scenario())
+    sent = stats.summary()["sent"]
+    assert sent == len(sendgrid.stub.received) >= 1, "the send in flight completes"
+    assert stats.summary()["released"] == len(ids) - sent
+    states = [state(conn, i) for i in ids]
+    assert sum(s["state"] == "archived" for s in states) == sent
+    released = [s for s in states if s["state"] == "pending"]
+    assert all(s["claim_token"] is None and s["attempt"] == 0 for s in released)
