@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from taskflow_jobs.cli import db_commands, system_commands  # noqa: F401 - register commands
+from taskflow_jobs.cli import (  # noqa: F401 - register commands
+    db_commands,
+    system_commands,
+    webhook_commands,  # issue 5: the receiver
+)
 from taskflow_jobs.cli.base import app
 
 
