@@ -7,7 +7,9 @@ Signed requests carry
 
 and are accepted within `REPLAY_WINDOW` seconds of the timestamp (either direction, for
 clock skew). Inside the window a replay is refused too: the routes record the request's
-`replay_key` in the database in the same transaction as its effect (see `store.py`).
+`replay_key` in the database in the same transaction as its effect (see `store.py`), and
+refuse it the second time unless the request's effect is keyed (idempotent), in which case
+the repeat gets the original answer.
 Senders that can only set a static header (Supabase database webhooks) send
 `Authorization: Bearer <WEBHOOK_SECRET>` instead; that is a password, so use it over TLS.
 

@@ -61,13 +61,23 @@ async def authenticated_body(request: Request) -> tuple[bytes, Caller]:
 
 
 async def spend_receipts(
-    conn: Any, request: Request, caller: Caller, extra: dict | None = None
+    conn: Any,
+    request: Request,
+    caller: Caller,
+    extra: dict | None = None,
+    *,
+    idempotent: bool = False,
 ) -> set[str]:
-    """Record the signature (and `extra` receipts) in the caller's transaction; a signature
-    already recorded is a replay: 401, and the transaction rolls back."""
+    """Record the signature (and `extra` receipts) in the caller's transaction.
+
+    A signature already recorded is a replay: 401, and the transaction rolls back. Unless
+    the request is `idempotent` (its effect is keyed: a Supabase change, a keyed notify or
+    event): then repeating it is harmless and the sender that resends the same bytes after a
+    lost answer gets the original answer (same job id) instead of a confusing 401.
+    """
     keys = {**store.signature_receipt(caller.replay_key, caller.expires_at), **(extra or {})}
     held = await store.claim_receipts(conn, keys)
-    if caller.replay_key in held:
+    if caller.replay_key in held and not idempotent:
         log.warning("refused %s from %s: replayed signature", request.url.path, _client(request))
         raise ApiError(401, "unauthorized")
     return held
@@ -103,7 +113,7 @@ async def supabase_webhook(request: Request) -> JSONResponse:
     if isinstance(action, Ignored):
         return JSONResponse({"status": "ignored", "reason": action.reason}, status_code=200)
     async with rx.transaction() as conn:
-        await spend_receipts(conn, request, caller)
+        await spend_receipts(conn, request, caller, idempotent=True)
         if isinstance(action, WelcomeEmail):
             message_type = "welcome_email"
             job = await store.enqueue_welcome_email(conn, action)
@@ -126,7 +136,7 @@ async def notify(request: Request) -> JSONResponse:
     require_json_content_type(request)
     note = plan_notify(parse_json_object(body), request.headers)
     async with rx.transaction() as conn:
-        await spend_receipts(conn, request, caller)
+        await spend_receipts(conn, request, caller, idempotent=note.idempotency_key is not None)
         job = await store.enqueue_notification(conn, note)
     if job.created:
         rx.enqueued.job_enqueued(job.id, note.message_type)
@@ -153,10 +163,9 @@ async def emit_event(name: str, request: Request) -> JSONResponse:
     event_id = event_id_for(event_name, delivery)
     answer = {"event": event_name, "event_id": str(event_id)}
     async with rx.transaction() as conn:
-        held = await spend_receipts(
-            conn, request, caller, store.delivery_receipt(event_name, delivery)
-        )
-        if held:  # this delivery id was emitted before
+        receipt = store.delivery_receipt(event_name, delivery)
+        held = await spend_receipts(conn, request, caller, receipt, idempotent=bool(receipt))
+        if held & receipt.keys():  # this delivery id was emitted before
             return accepted({**answer, "duplicate": True})
         try:
             await rx.events.emit([make_event(event_name, payload, event_id)])

@@ -30,14 +30,20 @@ EXPIRY_MARGIN = timedelta(minutes=10)
 
 
 def make_pool(url: str, *, size: int = 10, timeout: float = 5.0) -> AsyncConnectionPool:
-    """A pool opened by the app's lifespan; connections are checked before each use, so a
-    database restart costs no failed request once the database is back."""
+    """A pool opened by the app's lifespan.
+
+    Connections are checked before each use, so a database restart costs no failed request
+    once the database is back. Background reconnection gives up after a few seconds (the
+    default backs off for five minutes, which could keep the receiver answering 503 for a
+    minute after a long outage ended); the next request then starts a fresh attempt.
+    """
     return AsyncConnectionPool(
         url,
         min_size=1,
         max_size=size,
         open=False,
         timeout=timeout,
+        reconnect_timeout=max(2 * timeout, 5.0),
         kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
         check=AsyncConnectionPool.check_connection,
         name="taskflow-webhooks",

@@ -135,3 +135,21 @@ def test_insecure_dev_accepts_unauthenticated_requests(database_url: str, conn) 
 def test_auth_is_checked_before_the_body_is_judged(receiver: Receiver) -> None:
     response = receiver.post("/api/notify", b"{not json", signed=False, content_type="text/plain")
     assert unauthorized(response)
+
+
+def test_replaying_a_keyed_request_returns_the_original_answer(receiver: Receiver, conn) -> None:  # noqa: ANN001
+    """Keyed work is harmless to repeat, so a sender that resends the same signed bytes after
+    a lost answer gets the same job back instead of a 401."""
+    body = json.dumps({**NOTE, "idempotency_key": "order-17-shipped"}).encode()
+    ts = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "X-Taskflow-Timestamp": ts,
+        "X-Taskflow-Signature": f"sha256={signature(SECRET, ts, body)}",
+    }
+    first = receiver.client.post(receiver.url + "/api/notify", content=body, headers=headers)
+    again = receiver.client.post(receiver.url + "/api/notify", content=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["job_id"] == first.json()["job_id"]
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    assert jobs(conn) == 1
