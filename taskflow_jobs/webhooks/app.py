@@ -86,6 +86,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.receiver = rx
+    app.router.redirect_slashes = False  # a 307 with an empty body helps no webhook sender
     app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(RequestContext)
