@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
+import signal
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -16,6 +19,32 @@ from taskflow_jobs.webhooks.auth import check_secret
 from taskflow_jobs.webhooks.events import configured_api_url
 
 log = logging.getLogger("taskflow_jobs.webhooks")
+
+
+class _Stop(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """Exit 0 after a graceful stop on SIGTERM / Ctrl-C.
+
+    uvicorn shuts down gracefully on these signals, then re-raises the signal against the
+    handler that was installed before it started; with the default handler the process
+    would die by the signal (exit -15) after a clean shutdown.
+    """
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise _Stop
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _Stop:
+        log.info("webhook receiver stopped")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class ReceiverConfigError(RuntimeError):
@@ -81,6 +110,8 @@ def run_receiver(
     except system.PortInUse as exc:
         raise ReceiverConfigError(str(exc)) from None
     url = db.database_url(settings)
+    if settings.database_url is None:
+        db.migrate(url)  # the embedded database is local development: make it ready
     check_database(url)
     prefect_api_url = configured_api_url()
     if prefect_api_url is None:
@@ -110,6 +141,7 @@ def run_receiver(
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    server.run()
+    with _stopped_by_signals():
+        server.run()
     if not server.started:
         raise ReceiverConfigError(f"the webhook receiver could not start on {host}:{port}")
