@@ -25,7 +25,7 @@ from taskflow_jobs import db, system
 from taskflow_jobs.settings import load_settings
 from taskflow_jobs.webhooks import create_app, store
 from taskflow_jobs.webhooks.auth import sign
-from tests.conftest import create_database, drop_database
+from tests.conftest import TEMPLATE, create_database, drop_database
 
 SECRET = "test-webhook-secret-0123456789"
 
@@ -156,7 +156,7 @@ def module_database_url(pg_admin_url: str, template_url: str) -> Iterator[str]:
     """A migrated database shared by one module (for hypothesis, which dislikes
     function-scoped fixtures)."""
     name = f"m_{os.getpid()}_{time.monotonic_ns()}"
-    url = create_database(pg_admin_url, name, "taskflow_template")
+    url = create_database(pg_admin_url, name, TEMPLATE)
     yield url
     drop_database(pg_admin_url, name)
 
