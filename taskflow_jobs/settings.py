@@ -107,6 +107,19 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(8787, ge=1, le=65535)
+    # issue 5 (receiver): rotation, database pool and event coalescing
+    webhook_secret_previous: SecretStr | None = Field(
+        None, description="Also accepted while senders move to a new WEBHOOK_SECRET"
+    )
+    webhook_db_pool_size: int = Field(
+        10, ge=1, le=200, description="Database connections the receiver may hold"
+    )
+    webhook_event_interval: float = Field(
+        2.0,
+        ge=0,
+        le=300,
+        description="Seconds between taskflow.email.enqueued events (a burst becomes one event)",
+    )
 
     # --- local system (`taskflow-jobs up`) -------------------------------------------
     prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")

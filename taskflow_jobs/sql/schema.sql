@@ -449,6 +449,13 @@ CREATE VIEW jobs.recent_failures AS
   WHERE (((e.value ->> 'at'::text))::timestamp with time zone > (now() - '7 days'::interval))
   ORDER BY ((e.value ->> 'at'::text))::timestamp with time zone DESC;
 
+CREATE TABLE jobs.webhook_receipts (
+    key text NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT webhook_receipts_key_check CHECK ((key <> ''::text))
+);
+
 CREATE TABLE public.audit_log (
     id bigint NOT NULL,
     actor_id uuid,
@@ -532,6 +539,9 @@ ALTER TABLE ONLY jobs.messages
 ALTER TABLE ONLY jobs.queues
     ADD CONSTRAINT queues_pkey PRIMARY KEY (name);
 
+ALTER TABLE ONLY jobs.webhook_receipts
+    ADD CONSTRAINT webhook_receipts_pkey PRIMARY KEY (key);
+
 ALTER TABLE ONLY public.audit_log
     ADD CONSTRAINT audit_log_pkey PRIMARY KEY (id);
 
@@ -558,6 +568,8 @@ CREATE INDEX dead_letters_queue_at_idx ON jobs.dead_letters USING btree (queue, 
 CREATE INDEX idempotency_keys_created_at_idx ON jobs.idempotency_keys USING btree (created_at);
 
 CREATE INDEX messages_claim_idx ON jobs.messages USING btree (queue, visible_at, id);
+
+CREATE INDEX webhook_receipts_expires_at_idx ON jobs.webhook_receipts USING btree (expires_at);
 
 CREATE INDEX audit_log_created_at_idx ON public.audit_log USING btree (created_at);
 

@@ -1,0 +1,71 @@
+"""The deployment-trigger block in docs/webhooks.md is valid Prefect and renders the date."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prefect.cli.deploy._triggers import DeploymentTriggerAdapter
+from prefect.server.events.actions import RunDeployment
+from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
+
+from taskflow_jobs.webhooks.payloads import event_payload
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
+
+
+def trigger_block() -> dict[str, Any]:
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    [block] = [b for b in blocks if "triggers:" in b]
+    return yaml.safe_load(block)
+
+
+def triggers_of(deployment: str) -> list[dict[str, Any]]:
+    [spec] = [d for d in trigger_block()["deployments"] if d["name"] == deployment]
+    return spec["triggers"]
+
+
+def render(parameters: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """What Prefect's RunDeployment action does with the parameters (server code)."""
+    params = dict(parameters)
+    RunDeployment._upgrade_v1_templates(params)
+    context = HydrationContext(
+        raise_on_error=True,
+        render_jinja=True,
+        jinja_context={"event": {"payload": payload}},
+        render_workspace_variables=False,
+    )
+    return hydrate(params, context)
+
+
+def test_every_trigger_is_a_valid_prefect_deployment_trigger() -> None:
+    names = []
+    for deployment in trigger_block()["deployments"]:
+        for spec in deployment["triggers"]:
+            trigger = DeploymentTriggerAdapter.validate_python(dict(spec))
+            names.append((deployment["name"], sorted(trigger.expect)))
+    assert names == [
+        ("email-dispatch", ["taskflow.email.enqueued"]),
+        ("daily-stats", ["taskflow.report.requested"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [({"date": "2024-05-01"}, "2024-05-01"), ({}, None), ({"date": None}, None)],
+)
+def test_daily_stats_gets_the_date_from_the_receivers_payload(
+    body: dict[str, Any], expected: str | None
+) -> None:
+    [trigger] = triggers_of("daily-stats")
+    payload = event_payload("report.requested", body)  # what the receiver emits
+    assert render(trigger["parameters"], payload) == {"date": expected}
+
+
+def test_an_event_without_a_date_key_still_renders() -> None:
+    """`prefect event emit taskflow.report.requested` with no payload at all."""
+    [trigger] = triggers_of("daily-stats")
+    assert render(trigger["parameters"], {}) == {"date": None}
