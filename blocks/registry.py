@@ -106,7 +106,8 @@ def register_blocks(settings: Settings, *, overwrite: bool = False) -> dict[str,
 
 def _load(block_type: type, name: str) -> object | None:
     try:
-        return block_type.load(name)
+        # _sync: flows may be async (email-dispatch); this is a short blocking read either way
+        return block_type.load(name, _sync=True)
     except ValueError as exc:
         if "Unable to find block document" in str(exc):
             return None
