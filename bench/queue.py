@@ -75,8 +75,7 @@ class Bench:
         self.conn = conn
         self.batch = batch
         self.work = [
-            [payload(i) for i in range(s, min(total, s + batch))]
-            for s in range(0, total, batch)
+            [payload(i) for i in range(s, min(total, s + batch))] for s in range(0, total, batch)
         ]
         self.total = total
 

@@ -167,16 +167,20 @@ def claim(
     token = token or uuid.uuid4()
     # tuple rows straight into Message: at a thousand rows a batch, dict rows cost more
     # than the database does
-    rows = conn.cursor(row_factory=tuple_row).execute(
-        query("claim"),
-        {
-            "queue": queue,
-            "batch_size": batch_size,
-            "visibility_timeout": _interval(visibility_timeout),
-            "token": token,
-            "now": now,
-        },
-    ).fetchall()
+    rows = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(
+            query("claim"),
+            {
+                "queue": queue,
+                "batch_size": batch_size,
+                "visibility_timeout": _interval(visibility_timeout),
+                "token": token,
+                "now": now,
+            },
+        )
+        .fetchall()
+    )
     return Batch(token, [Message(*row[:5], row[5] or [], *row[6:]) for row in rows])
 
 

@@ -32,15 +32,18 @@ def test_an_unreachable_api_is_named_with_what_to_do(tmp_path) -> None:
     ]
 
 
-def test_no_api_url_at_all_says_how_to_get_one(tmp_path) -> None:
+def test_no_api_url_means_the_local_up_server(tmp_path) -> None:
+    """Without PREFECT_API_URL the CLI talks to the server `taskflow-jobs up` runs."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    port = free_port()
     done = subprocess.run(
         [CLI, "deploy"],
-        env={**env, "PREFECT_HOME": str(tmp_path)},
+        env={**env, "PREFECT_HOME": str(tmp_path), "TASKFLOW_PREFECT_PORT": str(port)},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 1
-    assert "PREFECT_API_URL is not set" in done.stderr
+    assert f"the Prefect API at http://127.0.0.1:{port}/api is unreachable" in done.stderr
+    assert "taskflow-jobs up" in done.stderr
     assert "Traceback" not in done.stderr

@@ -66,11 +66,12 @@ def test_flow_sends_in_batches_publishes_an_artifact_and_dead_letter_events(
         summary = await state_.result()
         flow_run_id = state_.state_details.flow_run_id
 
-        async def three_task_runs():
+        async def one_task_run_per_batch():
             runs = await task_runs(flow_run_id)
-            return runs if len(runs) == 3 and all(r.state.is_completed() for r in runs) else None
+            done = len(runs) == summary["batches"] and all(r.state.is_completed() for r in runs)
+            return runs if done else None
 
-        runs = await eventually(three_task_runs)
+        runs = await eventually(one_task_run_per_batch)
         async with get_client() as client:
             artifacts = await client.read_artifacts(
                 artifact_filter=ArtifactFilter(
@@ -97,9 +98,12 @@ def test_flow_sends_in_batches_publishes_an_artifact_and_dead_letter_events(
 
     summary, runs, artifacts, events = asyncio.run(scenario())
 
-    assert summary["sent"] == 25 and summary["dead-lettered"] == 1 and summary["batches"] == 3
-    assert len(runs) == 3, "one Prefect task run per batch of 10, not one per message"
-    assert {r.name for r in runs} == {"batch-1", "batch-2", "batch-3"}
+    assert summary["sent"] == 25 and summary["dead-lettered"] == 1
+    # 26 messages in batches of 10: three batches, or a few more when two concurrent
+    # batches race for the tail of the queue; never one per message
+    assert 3 <= summary["batches"] <= 6
+    assert runs is not None, "one Prefect task run per batch, not one per message"
+    assert {r.name for r in runs} == {f"batch-{i}" for i in range(1, summary["batches"] + 1)}
     assert all(state(conn, i)["state"] == "archived" for i in ids)
 
     (artifact,) = artifacts
