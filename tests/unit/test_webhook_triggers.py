@@ -1,8 +1,7 @@
-"""The deployment-trigger block in docs/webhooks.md is valid Prefect and renders the date."""
+"""The deployment triggers in prefect.yaml are valid Prefect and render the date."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,13 @@ from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate
 
 from taskflow_jobs.webhooks.payloads import event_payload
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
-
-
-def trigger_block() -> dict[str, Any]:
-    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
-    [block] = [b for b in blocks if "triggers:" in b]
-    return yaml.safe_load(block)
+PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
 
 def triggers_of(deployment: str) -> list[dict[str, Any]]:
-    [spec] = [d for d in trigger_block()["deployments"] if d["name"] == deployment]
-    return spec["triggers"]
+    project = yaml.safe_load(PREFECT_YAML.read_text())
+    [spec] = [d for d in project["deployments"] if d["name"] == deployment]
+    return spec.get("triggers", [])
 
 
 def render(parameters: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
@@ -43,8 +37,8 @@ def render(parameters: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any
 
 def test_every_trigger_is_a_valid_prefect_deployment_trigger() -> None:
     names = []
-    for deployment in trigger_block()["deployments"]:
-        for spec in deployment["triggers"]:
+    for deployment in yaml.safe_load(PREFECT_YAML.read_text())["deployments"]:
+        for spec in deployment.get("triggers", []):
             trigger = DeploymentTriggerAdapter.validate_python(dict(spec))
             names.append((deployment["name"], sorted(trigger.expect)))
     assert names == [

@@ -148,7 +148,7 @@ def test_a_retried_delivery_is_emitted_once(database_url: str) -> None:
 
 async def _deployment_with_documented_trigger(api_url: str) -> uuid.UUID:
     """A daily-stats deployment (no work pool needed to create runs) with the trigger from
-    docs/webhooks.md."""
+    prefect.yaml."""
     from prefect.cli.deploy._triggers import DeploymentTriggerAdapter
 
     async with PrefectClient(api_url) as client:
