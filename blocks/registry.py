@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from prefect.blocks.notifications import SlackWebhook
+from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
 from prefect.blocks.system import Secret
 from pydantic import SecretStr, ValidationError
 
@@ -43,6 +43,10 @@ class BlockNames:
     def database_url(self) -> str:
         return f"{self.prefix}-database-url"
 
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}-alerts"
+
 
 def prefect_api_configured() -> bool:
     """Without PREFECT_API_URL, Prefect would start a throwaway server just to find no blocks."""
@@ -61,6 +65,23 @@ def _exists(name: str, block_type_slug: str) -> bool:
         except ObjectNotFound:
             return False
     return True
+
+
+def alerts_block(webhook_url: SecretStr) -> CustomWebhookNotificationBlock:
+    """Where the automations post: Slack's incoming-webhook JSON to the URL kept as a secret.
+
+    Prefect's SlackWebhook block sends through Apprise's Slack plugin, which only talks to
+    hooks.slack.com; this block posts `{"text": …}` to any Slack-compatible URL (Slack,
+    Mattermost, a proxy), which also lets the tests watch alerts arrive.
+    """
+    return CustomWebhookNotificationBlock(
+        name="taskflow-jobs alerts",
+        url="{{webhook_url}}",
+        method="POST",
+        json_data={"text": "*{{subject}}*\n{{body}}"},
+        secrets={"webhook_url": webhook_url.get_secret_value()},
+        allow_private_urls=True,
+    )
 
 
 def _email_block(settings: Settings) -> TaskflowEmail:
@@ -83,6 +104,12 @@ def register_blocks(settings: Settings, *, overwrite: bool = False) -> dict[str,
             "slack-webhook",
             SlackWebhook(url=settings.slack_webhook_url) if settings.slack_webhook_url else None,
             "SLACK_WEBHOOK_URL is unset",
+        ),
+        (
+            names.alerts,
+            "custom-webhook",
+            alerts_block(settings.slack_webhook_url) if settings.slack_webhook_url else None,
+            "SLACK_WEBHOOK_URL is unset (automations will not notify)",
         ),
         (
             names.database_url,

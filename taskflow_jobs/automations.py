@@ -5,14 +5,15 @@
   events within a window);
 - runs that stop heartbeating are marked Crashed (which then alerts through the first).
 
-Notifications go through Prefect's own `SlackWebhook` notification block, so the
-automation's action names a block the UI can open. Without a Slack block only the
-heartbeat automation is created. `apply` is idempotent: automations are matched by name
-and updated in place.
+Notifications go through a Prefect notification block (`<prefix>-alerts`, a custom
+webhook posting Slack's JSON, created from SLACK_WEBHOOK_URL), so the automation's action
+names a block the UI can open and edit. Without it only the heartbeat automation exists.
+`apply` is idempotent: automations are matched by name and updated in place.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from uuid import UUID
@@ -24,6 +25,7 @@ from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
+from taskflow_jobs.settings import Settings
 from taskflow_jobs.status import FLOW_NAMES
 
 PREFIX = "taskflow-jobs: "
@@ -128,6 +130,37 @@ def definitions(slack_block_id: UUID | None, policy: AlertPolicy) -> list[Automa
         ),
     ]
     return found
+
+
+def policy_from(settings: Settings) -> AlertPolicy:
+    return AlertPolicy(
+        dead_letter_threshold=settings.alert_dead_letter_threshold,
+        dead_letter_window=timedelta(seconds=settings.alert_dead_letter_window),
+    )
+
+
+def slack_block_id(name: str) -> UUID | None:
+    """The id of the notification block automations post through, if it exists."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    try:
+        block = CustomWebhookNotificationBlock.load(name, _sync=True)
+    except ValueError:
+        return None
+    return block._block_document_id
+
+
+def apply_for(settings: Settings, slack_block: str) -> dict[str, str]:
+    """Create or update our automations on the current Prefect API."""
+    from prefect.client.orchestration import get_client
+
+    wanted = definitions(slack_block_id(slack_block), policy_from(settings))
+
+    async def run() -> dict[str, str]:
+        async with get_client() as client:
+            return await apply(client, wanted)
+
+    return asyncio.run(run())
 
 
 async def apply(client: PrefectClient, wanted: list[AutomationCore]) -> dict[str, str]:

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         description="Prefect block documents are named <prefix>-slack, <prefix>-email, ...",
     )
 
+    # --- alerts: automations created by `taskflow-jobs deploy` / `up` --------------------
+    alert_dead_letter_threshold: int = Field(
+        5, ge=1, description="Slack alert when this many emails are dead-lettered within the window"
+    )
+    alert_dead_letter_window: float = Field(900.0, ge=60, description="Seconds")
+
     # --- logging -------------------------------------------------------------------
     log_format: str = Field("text", pattern="^(text|json)$", validation_alias="TASKFLOW_LOG_FORMAT")
 

@@ -1,0 +1,160 @@
+"""Through the deployed system: automations alert Slack, webhooks trigger deployments,
+and `taskflow-jobs status` / `runs` read the same Prefect API.
+
+Uses the session `deployed` fixture (a real Prefect server on PostgreSQL, `taskflow-jobs
+deploy`, a process worker) and its Slack stub, which the automations' notification block
+posts to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+from taskflow_jobs import automations, db, queue
+from taskflow_jobs.settings import EMAIL_QUEUE
+from tests.e2e.conftest import Deployed
+from tests.integration.webhooks.conftest import running_receiver
+
+CLI = str(Path(sys.executable).parent / "taskflow-jobs")
+
+
+def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def slack_texts(deployed: Deployed) -> list[str]:
+    return [r.text for r in deployed.slack.requests]
+
+
+def test_deploy_creates_the_automations_on_the_alerts_block(deployed: Deployed) -> None:
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    with deployed.server.client(), get_client(sync_client=True) as client:
+        block = CustomWebhookNotificationBlock.load("taskflow-alerts", _sync=True)
+        found = {a.name: a for a in client.read_automations()}
+    for name in (automations.FAILED, automations.DEAD_LETTERS, automations.ZOMBIES):
+        assert name in found, f"{name} missing; deploy said:\n{deployed.deploy_output}"
+        assert found[name].enabled
+    for name in (automations.FAILED, automations.DEAD_LETTERS):
+        [action] = found[name].actions
+        assert action.block_document_id == block._block_document_id
+    zombie_trigger = found[automations.ZOMBIES].trigger
+    assert zombie_trigger.posture == "Proactive"
+    assert "prefect.flow-run.heartbeat" in zombie_trigger.after
+    # a secret stays a secret: the block document does not show the URL
+    assert deployed.slack.url not in json.dumps(block.model_dump(mode="json"), default=str)
+
+
+def test_a_failed_run_is_alerted_to_slack_once(deployed: Deployed) -> None:
+    run = deployed.run("daily-stats/daily-stats", {"date": "not-a-date"})
+    assert run.state.is_failed()
+
+    def alert() -> list[str]:
+        return [t for t in slack_texts(deployed) if run.name in t]
+
+    [text] = wait_for(alert, 90, "the failure alert for " + run.name)
+    assert "daily-stats" in text and "Failed" in text
+    assert "not-a-date" in text, "the alert carries the run's failure message"
+    time.sleep(3)
+    assert len(alert()) == 1, "one alert per failed run"
+
+
+def test_dead_letters_over_the_threshold_alert_slack(deployed: Deployed) -> None:
+    with db.connect(deployed.database_url, autocommit=True) as conn:
+        for n in range(automations.AlertPolicy().dead_letter_threshold):
+            queue.send(conn, EMAIL_QUEUE, {"type": "sms_blast", "n": n})
+    run = deployed.run("email-dispatch/email-dispatch")
+    assert run.state.is_completed()
+
+    texts = wait_for(
+        lambda: [t for t in slack_texts(deployed) if "dead-lettered" in t], 90, "the alert"
+    )
+    assert "sms_blast" in texts[-1] and "unknown message type" in texts[-1]
+    assert "taskflow-jobs dlq redrive" in texts[-1]
+
+
+def test_signed_report_request_runs_daily_stats_for_that_date(deployed: Deployed) -> None:
+    day = "2026-02-14"
+    with running_receiver(
+        deployed.database_url, prefect_api_url=deployed.server.api_url
+    ) as receiver:
+        response = receiver.post("/api/events/report.requested", {"date": day})
+        assert response.status_code == 202, response.text
+        unsigned = receiver.post("/api/events/report.requested", {"date": day}, signed=False)
+        assert unsigned.status_code == 401
+
+    def finished_run():  # noqa: ANN202
+        with deployed.server.client(), get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["daily-stats"]))
+            )
+        mine = [r for r in runs if r.parameters.get("date") == day]
+        return next((r for r in mine if r.state and r.state.is_final()), None)
+
+    run = wait_for(finished_run, 180, f"a daily-stats run for {day}")
+    assert run.state.is_completed(), run.state
+    with psycopg.connect(deployed.database_url) as conn:
+        row = conn.execute("SELECT date FROM public.daily_stats WHERE date = %s", (day,))
+        assert row.fetchone() is not None, "the requested day was computed"
+
+
+def test_status_and_runs_read_queues_and_deployments(deployed: Deployed) -> None:
+    env = {
+        **os.environ,
+        **deployed.server.env,
+        "DATABASE_URL": deployed.database_url,
+        "TASKFLOW_BLOCK_PREFIX": "taskflow",
+    }
+    done = subprocess.run(
+        [CLI, "status", "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    snap = json.loads(done.stdout)
+    assert snap["prefect_error"] is None
+    assert [q["queue"] for q in snap["queues"]] == [EMAIL_QUEUE]
+    flows = {d["flow"]: d for d in snap["deployments"]}
+    assert set(flows) == {
+        "email-dispatch",
+        "daily-stats",
+        "health-check",
+        "cleanup",
+        "weekly-summary",
+    }
+    assert flows["daily-stats"]["schedules"] == ["0 1 * * * (UTC)"]
+    assert flows["daily-stats"]["last_run"] is not None
+    assert flows["health-check"]["next_run"] is not None
+
+    table = subprocess.run([CLI, "status"], env=env, capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert "Queues" in table.stdout and "Deployments" in table.stdout
+
+    runs = subprocess.run(
+        [CLI, "runs", "--flow", "daily-stats", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert runs.returncode == 0, runs.stderr
+    history = json.loads(runs.stdout)
+    assert history and all(r["flow"] == "daily-stats" for r in history)
+    bad = subprocess.run(
+        [CLI, "runs", "--flow", "nope"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 1 and "unknown flow 'nope'" in bad.stderr
