@@ -137,7 +137,7 @@ async def consume_flow_runs(since: float) -> list[Any]:
 def throughput_round(db_url: str, stub_url: str, concurrency: int) -> dict[str, Any]:
     """One round: queue THROUGHPUT_EMAILS signups, drain them with the flow, then replay
     the bodies the stub received as the baseline."""
-    from flows.email_dispatch import email_dispatch
+    from flows.email_dispatch import dispatch_summary, email_dispatch
 
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
@@ -153,7 +153,7 @@ def throughput_round(db_url: str, stub_url: str, concurrency: int) -> dict[str, 
         started = time.perf_counter()
         state = await email_dispatch(mode="drain", time_budget=1800, return_state=True)
         elapsed = time.perf_counter() - started
-        summary = await state.result()
+        summary = await dispatch_summary(state)
         await asyncio.sleep(3)  # the server records task runs asynchronously
         runs = await count_task_runs([state.state_details.flow_run_id])
         return summary, elapsed, runs

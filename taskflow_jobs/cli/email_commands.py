@@ -38,13 +38,14 @@ def consume() -> None:
     Each burst of work is an `email-dispatch` flow run in this process, visible in the
     Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
     """
-    from flows.email_dispatch import consumer_label, email_dispatch
+    from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
     from taskflow_jobs.email.consumer import Consumer, run_until_signalled
 
     label = consumer_label()
 
     async def run_flow() -> Any:
-        return await email_dispatch(mode="listen", consumer=label)
+        state = await email_dispatch(mode="listen", consumer=label, return_state=True)
+        return await dispatch_summary(state)
 
     run_until_signalled(Consumer(settings(), database_url(), run_flow))
 
@@ -54,10 +55,15 @@ def dispatch(
     budget: Annotated[float | None, typer.Option(help="Seconds to run at most")] = None,
 ) -> None:
     """Send what is queued now (one `email-dispatch` flow run in drain mode), then exit."""
-    from flows.email_dispatch import email_dispatch
+    from flows.email_dispatch import dispatch_summary, email_dispatch
 
     database_url()  # fail early, naming the setting, if the database is unreachable
-    summary = asyncio.run(email_dispatch(mode="drain", time_budget=budget))
+
+    async def run() -> dict[str, Any]:
+        state = await email_dispatch(mode="drain", time_budget=budget, return_state=True)
+        return await dispatch_summary(state)
+
+    summary = asyncio.run(run())
     typer.echo(json.dumps(summary))
 
 

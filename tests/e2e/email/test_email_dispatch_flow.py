@@ -20,7 +20,12 @@ from prefect.client.schemas.filters import (
 )
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
-from flows.email_dispatch import DEAD_LETTER_EVENT, email_dispatch
+from flows.email_dispatch import (
+    DEAD_LETTER_EVENT,
+    DEAD_LETTERED,
+    dispatch_summary,
+    email_dispatch,
+)
 from taskflow_jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE, get_settings
 from taskflow_jobs.system import free_port
@@ -63,7 +68,9 @@ def test_flow_sends_in_batches_publishes_an_artifact_and_dead_letter_events(
 
     async def scenario():
         state_ = await email_dispatch(mode="drain", return_state=True)
-        summary = await state_.result()
+        assert state_.is_failed() and state_.name == DEAD_LETTERED, "red in the run history"
+        assert "1 email(s) dead-lettered" in state_.message and "sms_blast" in state_.message
+        summary = await dispatch_summary(state_)
         flow_run_id = state_.state_details.flow_run_id
 
         async def one_task_run_per_batch():
