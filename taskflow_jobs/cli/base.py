@@ -11,7 +11,9 @@ import psycopg
 import typer
 
 from taskflow_jobs import db
+from taskflow_jobs.deploy import DeployError
 from taskflow_jobs.settings import Settings, SettingsError, get_settings
+from taskflow_jobs.system import PortInUse
 
 app = typer.Typer(
     add_completion=False,
@@ -32,7 +34,14 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (CliError, SettingsError, db.DatabaseUnavailable, db.MigrationChanged) as exc:
+        except (
+            CliError,
+            SettingsError,
+            db.DatabaseUnavailable,
+            db.MigrationChanged,
+            PortInUse,
+            DeployError,
+        ) as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
         except psycopg.Error as exc:

@@ -1,4 +1,4 @@
-"""The local system: up."""
+"""The local system: up (what `make run` runs) and demo."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ def up(
     from taskflow_jobs.local import run_up
 
     run_up(settings(), prefect_port=prefect_port)
+
+
+@command()
+def demo(
+    keep: Annotated[bool, typer.Option(help="Keep the scratch data directory")] = False,
+) -> None:
+    """One pass on embedded defaults: signup, assignment and webhook emails, daily stats."""
+    from taskflow_jobs.demo import run_demo
+
+    raise typer.Exit(run_demo(settings(), keep=keep, echo=typer.echo))
