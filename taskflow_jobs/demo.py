@@ -195,7 +195,7 @@ def run_demo(settings: Settings, *, keep: bool = False, echo: Callable[[str], No
         keep = True
         return 1
     finally:
-        supervisor.stop()
+        local.stop_all(supervisor)
         db.stop_embedded(data_dir)
         if demo is not None:
             for step in demo.steps:

@@ -264,8 +264,21 @@ def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
         except KeyboardInterrupt:
             print("\nstopping…", flush=True)
         finally:
-            supervisor.stop()
+            stop_all(supervisor)
             print("stopped.", flush=True)
+
+
+def stop_all(supervisor: system.Supervisor) -> None:
+    """Stop every child; a second Ctrl-C must not leave half of them running."""
+    previous = (
+        signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    try:
+        supervisor.stop()
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 def watch(supervisor: system.Supervisor) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from taskflow_jobs.cli.base import CliError, command, database_url
 def _when(value: datetime | None) -> str:
     if value is None:
         return "-"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value.astimezone(UTC).strftime("%m-%d %H:%M:%S")
 
 
 def _age(seconds: float | None) -> str:
@@ -28,6 +29,11 @@ def _age(seconds: float | None) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f}m"
     return f"{seconds / 3600:.1f}h"
+
+
+def _console() -> Console:
+    """Wide enough for the tables when the output is a file or a pipe (times are UTC)."""
+    return Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
@@ -46,7 +52,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
     if as_json:
         typer.echo(json.dumps(snap.to_json(), default=str, indent=2))
         return
-    console = Console()
+    console = _console()
     console.print(
         _table(
             "Queues",
@@ -101,7 +107,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
             ["deployment", "schedule", "last run", "state", "started", "next run"],
             [
                 [
-                    f"{d.flow}/{d.name}",
+                    d.flow if d.name == d.flow else f"{d.flow}/{d.name}",
                     ", ".join(d.schedules) + (" (paused)" if d.paused else "") or "-",
                     d.last_run.name if d.last_run else "-",
                     d.last_run.state if d.last_run else "-",
@@ -128,7 +134,7 @@ def runs(
     if as_json:
         typer.echo(json.dumps([r.__dict__ for r in found], default=str, indent=2))
         return
-    Console().print(
+    _console().print(
         _table(
             "Flow runs",
             ["run", "flow", "deployment", "state", "started", "ended", "seconds"],
