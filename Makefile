@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench lint schema deploy demo clean
 
+# The browser test drives Debian's Chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -16,7 +19,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/taskflow-jobs up
 
-test: $(STAMP)
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser test…"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

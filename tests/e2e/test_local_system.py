@@ -1,0 +1,283 @@
+"""What a newcomer does after reading the README, with `taskflow-jobs up` (= `make run`):
+start the system, sign up and get the email, look at the deployments in the UI, break the
+email provider, see the retries, the dead letter (and its run's artifact in the UI) and
+the Slack alert, redrive it, stop everything; start again on the same data.
+
+The email provider is SendGrid pointed at a local stand-in we can break on purpose, and
+SLACK_WEBHOOK_URL points at a local Slack stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from psycopg.types.json import Jsonb
+
+from taskflow_jobs import db
+from taskflow_jobs.system import free_port
+from taskflow_jobs.testing.sendgrid_stub import Reply, SendGridStub, StubServer
+from tests.e2e.browser import SCREENSHOTS, chromium_page
+from tests.slack_stub import SlackStub, start_slack_stub
+from tests.support.dispatch_helpers import API_KEY
+
+CLI = str(Path(sys.executable).parent / "taskflow-jobs")
+READY = "Press Ctrl-C to stop everything."
+
+
+def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.3)
+
+
+@dataclass
+class Up:
+    process: subprocess.Popen
+    output: Path
+    env: dict[str, str]
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def line(self, label: str) -> str:
+        match = re.search(rf"^  {label}\s{{2,}}(\S+)", self.text(), re.MULTILINE)
+        assert match, f"no {label!r} line in:\n{self.text()}"
+        return match.group(1)
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        return {**self.env, "DATABASE_URL": self.line("database")}
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [CLI, *args], env=self.cli_env, capture_output=True, text=True, timeout=120
+        )
+
+    def status(self) -> dict:
+        done = self.cli("status", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def stop(self, timeout: float = 90) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
+
+
+def start_up(env: dict[str, str], log: Path) -> Up:
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [CLI, "up"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return Up(process, log, env)
+
+
+def wait_ready(up: Up, timeout: float = 240) -> None:
+    def ready() -> bool:
+        if up.process.poll() is not None:
+            raise AssertionError(f"`taskflow-jobs up` exited early:\n{up.text()}")
+        return READY in up.text()
+
+    wait_for(ready, timeout, "`taskflow-jobs up` to be ready")
+
+
+@pytest.fixture(scope="module")
+def sendgrid() -> Iterator[StubServer]:
+    server = StubServer(SendGridStub(API_KEY)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[SlackStub]:
+    stub = start_slack_stub()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="module")
+def up_env(
+    tmp_path_factory: pytest.TempPathFactory, sendgrid: StubServer, slack: SlackStub
+) -> dict[str, str]:
+    data = tmp_path_factory.mktemp("up") / "data"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "DATABASE_URL", "TASKFLOW_", "WEBHOOK_", "EMAIL_"))
+    }
+    prefect_port = free_port()
+    env.update(
+        TASKFLOW_DATA_DIR=str(data),
+        TASKFLOW_PREFECT_PORT=str(prefect_port),
+        PREFECT_API_URL=f"http://127.0.0.1:{prefect_port}/api",  # for our CLI calls
+        WEBHOOK_PORT=str(free_port()),
+        EMAIL_PROVIDER="sendgrid",
+        SENDGRID_API_URL=sendgrid.url,
+        SENDGRID_API_KEY=API_KEY,
+        SENDGRID_TIMEOUT="5",
+        EMAIL_MAX_ATTEMPTS="3",
+        EMAIL_BACKOFF_BASE="1",
+        EMAIL_BACKOFF_CAP="2",
+        EMAIL_IDLE_TIMEOUT="3",
+        SLACK_WEBHOOK_URL=slack.url,
+        ALERT_DEAD_LETTER_THRESHOLD="1",
+    )
+    return env
+
+
+def delivered_to(sendgrid: StubServer, address: str) -> bool:
+    return any(r.to == address and r.status == 202 for r in sendgrid.stub.received)
+
+
+def signup(up: Up, email: str) -> str:
+    with db.connect(up.line("database"), autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO auth.users (email, raw_user_meta_data) VALUES (%s, %s) RETURNING id",
+            (email, Jsonb({"full_name": "New User"})),
+        ).fetchone()
+    return str(row["id"])
+
+
+def dead_lettered_run_id(api_url: str) -> str | None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def find() -> str | None:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state={"name": FlowRunFilterStateName(any_=["DeadLettered"])}
+                )
+            )
+        return str(runs[0].id) if runs else None
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return asyncio.run(find())
+
+
+def test_the_newcomer_journey(
+    up_env: dict[str, str], sendgrid: StubServer, slack: SlackStub, tmp_path: Path
+) -> None:
+    up = start_up(up_env, tmp_path / "up.log")
+    try:
+        wait_ready(up)
+        ui = up.line("Prefect UI")
+        assert up.line("webhooks").startswith("http://127.0.0.1:")
+        assert "demo data: 3 users" in up.text()
+
+        # the demo data's emails (3 welcomes, 1 assignment) go out through the provider
+        wait_for(lambda: len(sendgrid.stub.accepted()) >= 4, 60, "the demo emails")
+
+        # 1. a signup gets its welcome email
+        signup(up, "first@example.com")
+        wait_for(lambda: delivered_to(sendgrid, "first@example.com"), 30, "the welcome email")
+
+        # 2. the UI lists the five deployments with their schedules
+        with chromium_page() as page:
+            page.goto(f"{ui}/deployments")
+            page.get_by_text("5 Deployments").wait_for()
+            body = page.inner_text("body")
+            for name in ("email-dispatch", "daily-stats", "health-check", "cleanup",
+                         "weekly-summary"):  # fmt: skip
+                assert name in body
+            for schedule in ("Every minute", "At 01:00 AM every day", "Every hour"):
+                assert schedule in body
+            page.screenshot(path=str(SCREENSHOTS / "deployments.png"))
+
+        # 3. break the provider: 500s are retried (and recorded) until attempts run out
+        sendgrid.stub.script = lambda body: Reply(500)
+        broken = "broken@example.com"
+        signup(up, broken)
+
+        def retried() -> list[dict]:
+            return [f for f in up.status()["recent_failures"] if f["outcome"] == "pending"]
+
+        failures = wait_for(retried, 60, "a retry recorded in jobs.recent_failures")
+        assert "500" in failures[0]["error"]
+
+        def dead() -> list[dict]:
+            return up.status()["dead_letters"]
+
+        [letter] = wait_for(dead, 60, "the dead letter")
+        assert letter["type"] == "welcome_email"
+        assert letter["reason"] == "attempts exhausted (3/3); last error: SendGrid 500"
+        assert any("500" in e["error"] for e in letter["errors"]), "the retries are history"
+
+        # 4. the Slack alert for the dead letter
+        alert = wait_for(
+            lambda: [r.text for r in slack.requests if "dead-lettered" in r.text], 90, "alert"
+        )
+        assert "welcome_email" in alert[-1]
+
+        # 5. the run that dead-lettered it is red in the UI; its artifact shows the reason
+        run_id = wait_for(lambda: dead_lettered_run_id(up.env["PREFECT_API_URL"]), 60, "run")
+        with chromium_page() as page:
+            page.goto(f"{ui}/runs/flow-run/{run_id}")
+            page.get_by_text("DeadLettered").first.wait_for()
+            page.get_by_text("Artifacts", exact=True).first.click()
+            page.get_by_text("email-dispatch", exact=True).last.click()
+            page.get_by_text("attempts exhausted").first.wait_for()
+            body = page.inner_text("body")
+            assert "dead-lettered" in body and str(letter["id"]) in body
+            page.screenshot(path=str(SCREENSHOTS / "dead-letter-artifact.png"), full_page=True)
+
+        # 6. fix the provider, redrive, and the email goes out
+        sendgrid.stub.script = lambda body: Reply(202)
+        redrive = up.cli("dlq", "redrive", "--all")
+        assert redrive.returncode == 0, redrive.stderr
+        wait_for(lambda: delivered_to(sendgrid, broken), 60, "the redriven email")
+        assert up.status()["dead_letters"] == []
+
+        # 7. Ctrl-C stops every child process
+        children = psutil.Process(up.process.pid).children(recursive=True)
+        assert len(children) >= 4, "server, worker, consumer and receiver"
+        assert up.stop() == 0
+        assert "stopped." in up.text()
+        gone, alive = psutil.wait_procs(children, timeout=5)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if up.process.poll() is None:
+            os.killpg(up.process.pid, signal.SIGKILL)
+
+
+def test_a_second_run_reuses_the_data_and_busy_ports_are_named(
+    up_env: dict[str, str], sendgrid: StubServer, tmp_path: Path
+) -> None:
+    up = start_up(up_env, tmp_path / "again.log")
+    try:
+        wait_ready(up)
+        assert "demo data:" not in up.text(), "the first run's data is still there"
+        assert up.status()["queues"][0]["queue"] == "email_notifications"
+
+        second = subprocess.run([CLI, "up"], env=up_env, capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert second.returncode == 1
+        assert "port is in use" in second.stderr and "TASKFLOW_PREFECT_PORT" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert up.process.poll() is None, "the running system is untouched"
+
+        email = f"again-{uuid.uuid4().hex[:6]}@example.com"
+        signup(up, email)
+        wait_for(lambda: delivered_to(sendgrid, email), 30, "an email after the restart")
+        assert up.stop() == 0
+    finally:
+        if up.process.poll() is None:
+            os.killpg(up.process.pid, signal.SIGKILL)
