@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -315,6 +316,9 @@ class Dispatcher:
 
     def decide(self, message: queue.Message, result: SendResult) -> Outcome:
         """What to do with a message after its send result (pure)."""
+        return replace(self._decide(message, result), duration_ms=result.duration_ms)
+
+    def _decide(self, message: queue.Message, result: SendResult) -> Outcome:
         kind, attempt = message.type, message.attempt
         if result.status is SendStatus.ACCEPTED:
             return Outcome(message.id, kind, attempt, Action.SENT)
@@ -373,7 +377,12 @@ def _dead(message: queue.Message, reason: str) -> Outcome:
 
 def _log_outcomes(outcomes: list[Outcome]) -> None:
     for o in outcomes:
-        extra = {"message_id": o.message_id, "message_type": o.message_type, "attempt": o.attempt}
+        extra = {
+            "message_id": o.message_id,
+            "message_type": o.message_type,
+            "attempt": o.attempt,
+            "duration_ms": o.duration_ms,
+        }
         if o.action is Action.SENT:
             log.debug("sent message %s", o.message_id, extra=extra)
         elif o.action is Action.RETRIED:

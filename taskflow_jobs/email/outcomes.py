@@ -30,6 +30,7 @@ class Outcome:
     action: Action
     error: str | None = None
     delay: float | None = None
+    duration_ms: float | None = None  # the provider's time for this email
 
 
 @dataclass

@@ -21,7 +21,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -41,6 +41,10 @@ class SendResult:
     status: SendStatus
     error: str | None = None
     retry_after: float | None = None
+    duration_ms: float | None = None  # how long the provider took (for the logs)
+
+    def timed(self, started: float) -> SendResult:
+        return replace(self, duration_ms=round((time.perf_counter() - started) * 1000, 1))
 
     @classmethod
     def accepted(cls) -> SendResult:
@@ -116,7 +120,8 @@ class ConcurrentSession:
             async with self.limit:
                 if self.unavailable or not control.may_send():
                     return NOT_SENT
-                result = await self.provider.send_one(item)
+                started = time.perf_counter()
+                result = (await self.provider.send_one(item)).timed(started)
                 if result.status is SendStatus.UNAVAILABLE:
                     self.unavailable = True  # the rest would fail the same way
                 return result

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import smtplib
 import ssl
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
@@ -146,7 +147,8 @@ class SmtpSession:
                 except ConnectionProblem as exc:
                     results.extend([SendResult.unavailable(str(exc))] * (len(emails) - index))
                     return results
-            results.append(self._send_one(item))
+            started = time.perf_counter()
+            results.append(self._send_one(item).timed(started))
             self.sent_on_connection += 1
             if self.smtp is None:
                 drops += 1
