@@ -1,4 +1,4 @@
-"""Database commands: migrate, schema, enqueue."""
+"""Database commands: migrate, schema, enqueue, psql."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from taskflow_jobs import db, queue
-from taskflow_jobs.cli.base import CliError, command, database_url, settings
-from taskflow_jobs.settings import EMAIL_QUEUE
+from taskflow_jobs.cli.base import CliError, app, command, database_url, settings
+from taskflow_jobs.settings import EMAIL_QUEUE, SettingsError
 
 
 @command()
@@ -58,3 +58,19 @@ def enqueue(
     with db.transaction(database_url()) as conn:
         message_id = queue.send(conn, queue_name, payload, delay=delay or None, idempotency_key=key)
     typer.echo(json.dumps({"id": message_id, "queue": queue_name, "type": message_type}))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql(ctx: typer.Context) -> None:
+    """psql on the app database (the embedded server's own psql); extra arguments pass on."""
+    import os
+
+    from taskflow_jobs.schema_dump import pg_dump_binary
+
+    try:
+        url = database_url()
+    except (db.DatabaseUnavailable, SettingsError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    binary = pg_dump_binary().with_name("psql")
+    os.execv(binary, [str(binary), url, *ctx.args])
