@@ -29,6 +29,7 @@ def test_blocks_are_created_once_and_ui_edits_survive_redeploys(prefect_api) -> 
     assert created == {
         names.email: "created",
         names.slack: "created",
+        names.alerts: "created",
         names.database_url: "created",
     }
 
@@ -52,7 +53,11 @@ def test_blocks_are_created_once_and_ui_edits_survive_redeploys(prefect_api) -> 
         email = client.read_block_document_by_name(
             names.email, "taskflow-email", include_secrets=False
         )
+        alerts = client.read_block_document_by_name(
+            names.alerts, "custom-webhook", include_secrets=False
+        )
     assert "tok3n" not in str(stored.data) and "smtp-pass-123" not in str(email.data)
+    assert "tok3n" not in str(alerts.data), "the alerts block keeps the URL as a secret"
 
     replaced = register_blocks(settings, overwrite=True)
     assert replaced[names.email] == "updated"

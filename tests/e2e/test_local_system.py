@@ -10,6 +10,7 @@ SLACK_WEBHOOK_URL points at a local Slack stand-in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -79,6 +80,19 @@ class Up:
     def stop(self, timeout: float = 90) -> int:
         self.process.send_signal(signal.SIGINT)
         return self.process.wait(timeout)
+
+    def kill_everything(self) -> None:
+        """After a failed test: the children run in sessions of their own, so stop them too."""
+        if self.process.poll() is not None:
+            return
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.stop(60)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        if self.process.poll() is None:
+            self.process.kill()
 
 
 def start_up(env: dict[str, str], log: Path) -> Up:
@@ -155,6 +169,24 @@ def signup(up: Up, email: str) -> str:
     return str(row["id"])
 
 
+def email_artifact_id(api_url: str, flow_run_id: str) -> str | None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def find() -> str | None:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+        return str(found[0].id) if found else None
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        return asyncio.run(find())
+
+
 def dead_lettered_run_id(api_url: str) -> str | None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStateName
@@ -229,11 +261,12 @@ def test_the_newcomer_journey(
 
         # 5. the run that dead-lettered it is red in the UI; its artifact shows the reason
         run_id = wait_for(lambda: dead_lettered_run_id(up.env["PREFECT_API_URL"]), 60, "run")
+        artifact_id = email_artifact_id(up.env["PREFECT_API_URL"], run_id)
+        assert artifact_id, "the run published its table artifact"
         with chromium_page() as page:
             page.goto(f"{ui}/runs/flow-run/{run_id}")
             page.get_by_text("DeadLettered").first.wait_for()
-            page.get_by_text("Artifacts", exact=True).first.click()
-            page.get_by_text("email-dispatch", exact=True).last.click()
+            page.goto(f"{ui}/artifacts/artifact/{artifact_id}")
             page.get_by_text("attempts exhausted").first.wait_for()
             body = page.inner_text("body")
             assert "dead-lettered" in body and str(letter["id"]) in body
@@ -254,8 +287,7 @@ def test_the_newcomer_journey(
         gone, alive = psutil.wait_procs(children, timeout=5)
         assert not alive, [p.cmdline() for p in alive]
     finally:
-        if up.process.poll() is None:
-            os.killpg(up.process.pid, signal.SIGKILL)
+        up.kill_everything()
 
 
 def test_a_second_run_reuses_the_data_and_busy_ports_are_named(
@@ -279,5 +311,4 @@ def test_a_second_run_reuses_the_data_and_busy_ports_are_named(
         wait_for(lambda: delivered_to(sendgrid, email), 30, "an email after the restart")
         assert up.stop() == 0
     finally:
-        if up.process.poll() is None:
-            os.killpg(up.process.pid, signal.SIGKILL)
+        up.kill_everything()

@@ -142,8 +142,9 @@ def test_unreachable_provider_is_retried_by_prefect_then_fails_the_run_losing_no
     final, runs = asyncio.run(scenario())
     assert final.is_failed()
     assert "cannot connect to SendGrid" in final.message
-    (run,) = runs
-    assert run.run_count == 3, "the batch ran once and was retried twice by Prefect"
+    # usually one batch; a second concurrent batch can pick up what the first released
+    assert 1 <= len(runs) <= 2
+    assert all(run.run_count == 3 for run in runs), "each batch ran once, then 2 Prefect retries"
     for message_id in ids:  # released each time: no attempt used, no error recorded
         pending = state(conn, message_id)
         assert pending["state"] == "pending" and pending["claim_token"] is None
