@@ -16,16 +16,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+# bench/ holds queue.py, which would shadow the stdlib `queue` module: take bench/ off the
+# import path and put the project root there instead (for `bench._scratch`).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._scratch import migrated_database, scratch_postgres  # noqa: E402
 from taskflow_jobs import cleanup, db  # noqa: E402
 from taskflow_jobs.settings import load_settings  # noqa: E402
 
@@ -152,14 +154,9 @@ def main() -> int:
     parser.add_argument("--live", type=int, default=1_000_000)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="bench-cleanup-", dir="/tmp"))
-    server = None
-    try:
-        server = db.embedded_server(root, cleanup_mode="delete")
-        admin = f"postgresql://postgres@/postgres?host={server.get_postmaster_info().socket_dir}"
-        db.ensure_database(admin, "seed")
-        seed = admin.replace("/postgres?", "/seed?")
-        db.migrate(seed)
+    with scratch_postgres("bench-cleanup-") as (embedded, root):
+        admin = embedded.url("postgres")
+        seed = migrated_database(embedded, "seed")
         log(f"seeding {args.expired:,} expired + {args.live:,} live audit rows in {root} …")
         with db.connect(seed, autocommit=True) as conn:
             conn.execute(SEED, {"expired": args.expired, "live": args.live})
@@ -200,10 +197,6 @@ def main() -> int:
         }
         print(json.dumps(result))
         return 0 if ok else 1
-    finally:
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -14,16 +14,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+# bench/ holds queue.py, which would shadow the stdlib `queue` module: take bench/ off the
+# import path and put the project root there instead (for `bench._scratch`).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._scratch import migrated_database, scratch_postgres  # noqa: E402
 from taskflow_jobs import db, stats  # noqa: E402
 
 # The original design: one INSERT of three counts, each over every row of its table.
@@ -108,14 +110,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="bench-daily-stats-", dir="/tmp"))
-    server = None
-    try:
-        server = db.embedded_server(root, cleanup_mode="delete")
-        admin = f"postgresql://postgres@/postgres?host={server.get_postmaster_info().socket_dir}"
-        db.ensure_database(admin, "bench")
-        url = admin.replace("/postgres?", "/bench?")
-        db.migrate(url)
+    with scratch_postgres("bench-daily-stats-") as (embedded, root):
+        url = migrated_database(embedded, "bench")
         log(f"loading data into {root} …")
         load(url, args.tasks, args.users)
 
@@ -159,10 +155,6 @@ def main() -> int:
         }
         print(json.dumps(result))
         return 0 if same else 1
-    finally:
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

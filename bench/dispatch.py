@@ -28,6 +28,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+# bench/ holds queue.py, which would shadow the stdlib `queue` module: take bench/ off the
+# import path and put the project root there instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import httpx
 import psycopg
 
@@ -274,7 +279,7 @@ def main() -> None:
         stub = start_stub(stub_port, supervisor.log_dir)
         stub_url = f"http://127.0.0.1:{stub_port}"
         env = {
-            **local.child_env(stack),
+            **stack.child_env(),
             "TASKFLOW_DATA_DIR": str(work / "data"),
             "EMAIL_PROVIDER": "sendgrid",
             "SENDGRID_API_URL": stub_url,

@@ -25,13 +25,13 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from bench._scratch import migrated_database, scratch_postgres
 from taskflow_jobs import db, queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 
@@ -201,13 +201,8 @@ def main() -> None:
 
     variants = ("send", "claim_ack_archive", "claim_ack_delete", "bare_send", "pop", "read_delete")
     results: dict[str, list[float]] = {name: [] for name in variants}
-    with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
-        server = db.embedded_server(Path(tmp), cleanup_mode="stop")
-        socket_dir = Path(server.get_postmaster_info().socket_dir)
-        embedded = db.EmbeddedPostgres(socket_dir, server)
-        db.ensure_database(embedded.url("postgres"), "bench")
-        url = embedded.url("bench")
-        db.migrate(url)
+    with scratch_postgres("bench-queue-") as (embedded, _root):
+        url = migrated_database(embedded, "bench")
         with db.connect(url) as conn:
             conn.execute(BARE)
             conn.commit()
@@ -226,7 +221,6 @@ def main() -> None:
             conn.execute("UPDATE jobs.queues SET archive = true")
             conn.commit()
             single = singles(conn, args.singles)
-        server.cleanup()
 
     median = {name: round(statistics.median(values)) for name, values in results.items()}
     result = {

@@ -14,14 +14,19 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+# bench/ holds queue.py, which would shadow the stdlib `queue` module: take bench/ off the
+# import path and put the project root there instead (for `bench._scratch`).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import httpx
 
+from bench._scratch import migrated_database, scratch_postgres
 from taskflow_jobs import db, system
 from taskflow_jobs.webhooks.auth import sign
 
@@ -114,13 +119,8 @@ def measure(url: str, make_body: Callable[[int], bytes]) -> dict:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
-        data = Path(tmp)
-        server = db.embedded_server(data, cleanup_mode="delete")
-        embedded = db.EmbeddedPostgres(Path(server.get_postmaster_info().socket_dir), server)
-        db.ensure_database(embedded.url("postgres"), db.APP_DATABASE)
-        url = embedded.url(db.APP_DATABASE)
-        db.migrate(url)
+    with scratch_postgres("bench-webhooks-") as (embedded, data):
+        url = migrated_database(embedded, db.APP_DATABASE)
         supervisor = system.Supervisor(data / "logs")
         try:
             port, base_port = system.free_port(), system.free_port()
@@ -152,7 +152,6 @@ def main() -> None:
             supervisor.stop()
         with db.connect(url, autocommit=True) as conn:
             committed = conn.execute("SELECT count(*) AS n FROM jobs.messages").fetchone()["n"]
-        server.cleanup()
 
     expected = notify["accepted"] + supabase["accepted"] + 2 * WARMUP
     print(f"baseline  (FastAPI route returning 202): {base}")
