@@ -8,6 +8,7 @@ SELECT count(*) AS n
 FROM (
     SELECT 1 FROM jobs.messages
     WHERE queue = %(queue)s AND visible_at <= coalesce(%(now)s::timestamptz, now())
+      AND (leased_until IS NULL OR leased_until <= coalesce(%(now)s::timestamptz, now()))
     LIMIT %(limit)s
 ) AS visible;
 
@@ -38,7 +39,8 @@ WHERE id = %(id)s;
 
 -- email_next_visible_in --
 -- Seconds until the next message (pending, or leased with its lease ending) may be claimed.
-SELECT extract(epoch FROM min(visible_at) - coalesce(%(now)s::timestamptz, now()))::double precision
+SELECT extract(epoch FROM min(greatest(visible_at, leased_until))
+                          - coalesce(%(now)s::timestamptz, now()))::double precision
        AS seconds
 FROM jobs.messages
 WHERE queue = %(queue)s;

@@ -114,3 +114,24 @@ def test_stop_finishes_sends_in_flight_and_releases_the_rest(
     assert sum(s["state"] == "archived" for s in states) == sent
     released = [s for s in states if s["state"] == "pending"]
     assert all(s["claim_token"] is None and s["attempt"] == 0 for s in released)
+
+
+def test_leased_messages_are_neither_counted_visible_nor_due(
+    conn: psycopg.Connection, database_url: str, make_settings
+) -> None:
+    """The coordinator sizes its batches from these two: a leased message is not work."""
+    settings = make_settings()
+    queue.send_batch(conn, EMAIL_QUEUE, [{"type": "welcome_email"} for _ in range(5)])
+    queue.claim(conn, EMAIL_QUEUE, 3, 60)
+
+    async def scenario() -> tuple[int, float | None]:
+        async with Dispatcher(settings, database_url) as dispatcher:
+            return await dispatcher.visible(100), await dispatcher.next_visible_in()
+
+    visible, due_in = asyncio.run(scenario())
+    assert visible == 2
+    assert due_in == 0.0  # two are claimable now
+    queue.claim(conn, EMAIL_QUEUE, 2, 60)
+    visible, due_in = asyncio.run(scenario())
+    assert visible == 0
+    assert due_in is not None and 55 < due_in <= 60, "the next lease to expire"
