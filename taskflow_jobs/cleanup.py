@@ -2,12 +2,13 @@
 
 One big `DELETE` of millions of rows holds its transaction (and its row locks, and the
 oldest snapshot that stops autovacuum everywhere) for as long as it runs. Here every
-batch is its own autocommit statement of a few thousand rows, sized to take about
-`cleanup_batch_seconds`: the size doubles while batches are quick and shrinks when one
-runs long, and a `statement_timeout` cancels a batch that would run far longer (it is
-retried at half the size). The application keeps writing in between. Each batch starts
-at the timestamp where the previous one stopped (keyset), so it never re-reads the index
-entries of rows already deleted: the whole cleanup stays linear in the rows removed.
+batch is its own autocommit `DELETE` of one time window `[lo, hi)` of the table's
+timestamp column: a plain index range scan, the cheapest way to delete a slice. The
+first window holds about `cleanup_batch_size` rows; then each window is sized from the
+last one's speed to take about `cleanup_batch_seconds` (at most twice as long, or half as
+long), empty stretches are skipped, and a `statement_timeout` cancels a window that
+would run far longer (it is retried at half the length). The application keeps writing
+in between, and the whole cleanup stays linear in the rows removed.
 
 `VACUUM` cannot run inside a transaction; it runs afterwards on an autocommit connection.
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 
 from taskflow_jobs import db
 from taskflow_jobs.settings import Settings
@@ -29,40 +31,50 @@ from taskflow_jobs.sql import query
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "taskflow-cleanup"
-MIN_BATCH = 100
-MAX_BATCH = 100_000
+MIN_WINDOW = dt.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
 class Retention:
     table: str
+    column: str
     days: int
     delete_query: str
     vacuum_query: str
+
+    def template(self, name: str) -> sql.Composed:
+        schema, table = self.table.split(".")
+        return sql.SQL(query(name)).format(
+            table=sql.Identifier(schema, table), column=sql.Identifier(self.column)
+        )
 
 
 def retentions(settings: Settings) -> list[Retention]:
     return [
         Retention(
             "public.audit_log",
+            "created_at",
             settings.cleanup_audit_log_days,
             "delete_expired_audit_log",
             "vacuum_audit_log",
         ),
         Retention(
             "jobs.archive",
+            "finalized_at",
             settings.cleanup_archive_days,
             "delete_expired_archive",
             "vacuum_archive",
         ),
         Retention(
             "jobs.dead_letters",
+            "dead_lettered_at",
             settings.cleanup_dead_letter_days,
             "delete_expired_dead_letters",
             "vacuum_dead_letters",
         ),
         Retention(
             "jobs.idempotency_keys",
+            "created_at",
             settings.cleanup_idempotency_key_days,
             "delete_expired_idempotency_keys",
             "vacuum_idempotency_keys",
@@ -96,12 +108,15 @@ class PurgeResult:
         }
 
 
-def _next_size(size: int, elapsed: float, target: float) -> int:
-    """Aim the next batch at `target` seconds from the rate of the last one."""
-    if elapsed <= 0:
-        return min(size * 2, MAX_BATCH)
-    scaled = int(size * target / elapsed)
-    return max(MIN_BATCH, min(scaled, size * 2, MAX_BATCH))
+def _next_window(window: dt.timedelta, elapsed: float, target: float) -> dt.timedelta:
+    """Aim the next window at `target` seconds from the speed of the last one."""
+    factor = 2.0 if elapsed <= 0 else min(2.0, max(0.5, target / elapsed))
+    return max(MIN_WINDOW, window * factor)
+
+
+def _at(conn: psycopg.Connection, statement: sql.Composed, params: dict) -> dt.datetime | None:
+    row = conn.execute(statement, params).fetchone()
+    return row["at"] if row else None
 
 
 def purge(
@@ -113,7 +128,7 @@ def purge(
     target_seconds: float = 0.25,
     on_batch: Callable[[int, float], None] | None = None,
 ) -> PurgeResult:
-    """Delete the rows of `retention.table` older than its retention, batch after batch.
+    """Delete the rows of `retention.table` older than its retention, window after window.
 
     `conn` must be in autocommit mode: each DELETE is then its own short transaction.
     """
@@ -122,35 +137,39 @@ def purge(
     cutoff = now - dt.timedelta(days=retention.days)
     result = PurgeResult(retention.table, cutoff)
     set_batch_limits(conn, target_seconds)
-    size = max(MIN_BATCH, batch_size)
-    after = dt.datetime.min.replace(tzinfo=dt.UTC)  # keyset: where the next batch starts
+    next_at, nth_at = retention.template("cleanup_next_at"), retention.template("cleanup_nth_at")
     started = time.perf_counter()
-    while True:
+    lo = _at(conn, next_at, {"after": dt.datetime.min.replace(tzinfo=dt.UTC), "cutoff": cutoff})
+    if lo is not None:
+        end = _at(conn, nth_at, {"after": lo, "cutoff": cutoff, "rows": max(1, batch_size)})
+        window = max(MIN_WINDOW, (end or cutoff) - lo)
+    while lo is not None and lo < cutoff:
+        hi = min(cutoff, lo + window)
         t0 = time.perf_counter()
-        params = {"cutoff": cutoff, "limit": size, "after": after}
         try:
-            row = conn.execute(query(retention.delete_query), params).fetchone()
+            deleted = conn.execute(
+                query(retention.delete_query), {"lo": lo, "hi": hi, "cutoff": cutoff}
+            ).rowcount
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             result.timeouts += 1
-            if size <= MIN_BATCH and result.timeouts > 10:
+            if window <= MIN_WINDOW and result.timeouts > 10:
                 raise
             log.warning(
-                "%s: batch of %d cancelled (%s); halving", retention.table, size, type(exc).__name__
-            )
-            size = max(MIN_BATCH, size // 2)
+                "%s: window of %s cancelled (%s); halving", retention.table, window,
+                type(exc).__name__,
+            )  # fmt: skip
+            window = max(MIN_WINDOW, window / 2)
             continue
         elapsed = time.perf_counter() - t0
-        result.deleted += row["deleted"]
+        result.deleted += deleted
         result.batches += 1
         result.batch_seconds.append(elapsed)
         result.longest_batch_seconds = max(result.longest_batch_seconds, elapsed)
         if on_batch:
-            on_batch(row["deleted"], elapsed)
-        stuck = row["last"] == after and not row["deleted"]  # only kept rows at the boundary
-        if row["scanned"] < size or row["last"] is None or stuck:
-            break
-        after = row["last"]
-        size = _next_size(size, elapsed, target_seconds)
+            on_batch(deleted, elapsed)
+        window = _next_window(window, elapsed, target_seconds)
+        # the next expired row at or after `hi`: skips empty stretches, ends when none is left
+        lo = _at(conn, next_at, {"after": hi, "cutoff": cutoff}) if hi < cutoff else None
     result.seconds = time.perf_counter() - started
     log.info(
         "%s: deleted %d rows older than %s in %d batches (%.1f s)",

@@ -94,7 +94,7 @@ def test_retention_is_configurable(database_url: str, conn) -> None:
 
 def test_every_batch_commits_on_its_own(database_url: str, conn) -> None:
     """Another session sees the table shrink while the cleanup is still running."""
-    seed_audit_log(conn, [100] * 1000)
+    seed_audit_log(conn, [100 + i / 86400 for i in range(1000)])  # one row a second
     seen: list[int] = []
 
     def observe(deleted: int, seconds: float) -> None:
@@ -115,7 +115,17 @@ def test_purge_refuses_a_connection_inside_a_transaction(database_url: str) -> N
         cleanup.purge(conn, cleanup.retentions(load_settings())[0], now=NOW)
 
 
-def test_batch_sizes_adapt_to_the_target_duration() -> None:
-    assert cleanup._next_size(1000, 1.0, 0.25) == 250
-    assert cleanup._next_size(1000, 0.01, 0.25) == 2000  # at most doubles
-    assert cleanup._next_size(150, 10.0, 0.25) == cleanup.MIN_BATCH
+def test_windows_adapt_to_the_target_duration() -> None:
+    hour = dt.timedelta(hours=1)
+    assert cleanup._next_window(hour, 0.5, 0.25) == hour / 2  # at most halves
+    assert cleanup._next_window(hour, 0.2, 0.25) == hour * 1.25
+    assert cleanup._next_window(hour, 0.001, 0.25) == 2 * hour  # at most doubles
+    assert cleanup._next_window(cleanup.MIN_WINDOW, 10.0, 0.25) == cleanup.MIN_WINDOW
+
+
+def test_identical_timestamps_still_go_in_one_window(database_url: str, conn) -> None:
+    """A window cannot split one instant: rows sharing a timestamp leave together."""
+    seed_audit_log(conn, [100] * 300)
+    with db.connect(database_url, autocommit=True) as worker:
+        result = cleanup.purge(worker, cleanup.retentions(load_settings())[0], now=NOW)
+    assert (result.deleted, result.batches) == (300, 1)

@@ -1,64 +1,33 @@
 -- delete_expired_audit_log --
--- One batch: up to `limit` audit_log rows older than `cutoff`, oldest first from `after` (keyset: each batch starts where the last one ended instead of re-reading the index entries it deleted); returns the count and the newest created_at deleted.
-WITH batch AS (
-    DELETE FROM public.audit_log
-    WHERE ctid = ANY (ARRAY(
-            SELECT ctid FROM public.audit_log
-            WHERE created_at >= %(after)s AND created_at < %(cutoff)s
-            ORDER BY created_at
-            LIMIT %(limit)s))
-      AND created_at < %(cutoff)s
-    RETURNING created_at AS at
-)
-SELECT count(*) AS deleted, count(*) AS scanned, max(at) AS last FROM batch;
+-- One batch: the audit_log rows of the window [lo, hi), all older than `cutoff` (an index range scan, no sort, no row-id list).
+DELETE FROM public.audit_log
+WHERE created_at >= %(lo)s AND created_at < %(hi)s AND created_at < %(cutoff)s;
 
 -- delete_expired_archive --
--- One batch of acked messages finalized before `cutoff`, oldest first from `after`.
-WITH batch AS (
-    DELETE FROM jobs.archive
-    WHERE ctid = ANY (ARRAY(
-            SELECT ctid FROM jobs.archive
-            WHERE finalized_at >= %(after)s AND finalized_at < %(cutoff)s
-            ORDER BY finalized_at
-            LIMIT %(limit)s))
-      AND finalized_at < %(cutoff)s
-    RETURNING finalized_at AS at
-)
-SELECT count(*) AS deleted, count(*) AS scanned, max(at) AS last FROM batch;
+-- One batch: acked messages finalized in the window [lo, hi), before `cutoff`.
+DELETE FROM jobs.archive
+WHERE finalized_at >= %(lo)s AND finalized_at < %(hi)s AND finalized_at < %(cutoff)s;
 
 -- delete_expired_dead_letters --
--- One batch of dead letters buried before `cutoff`, oldest first from `after`.
-WITH batch AS (
-    DELETE FROM jobs.dead_letters
-    WHERE ctid = ANY (ARRAY(
-            SELECT ctid FROM jobs.dead_letters
-            WHERE dead_lettered_at >= %(after)s AND dead_lettered_at < %(cutoff)s
-            ORDER BY dead_lettered_at
-            LIMIT %(limit)s))
-      AND dead_lettered_at < %(cutoff)s
-    RETURNING dead_lettered_at AS at
-)
-SELECT count(*) AS deleted, count(*) AS scanned, max(at) AS last FROM batch;
+-- One batch: dead letters buried in the window [lo, hi), before `cutoff`.
+DELETE FROM jobs.dead_letters
+WHERE dead_lettered_at >= %(lo)s AND dead_lettered_at < %(hi)s AND dead_lettered_at < %(cutoff)s;
 
 -- delete_expired_idempotency_keys --
--- One batch of idempotency keys taken before `cutoff` whose message is no longer live (a pending message keeps its key), oldest first from `after`. A batch can delete fewer than it read (live keys): `scanned` tells the caller whether more may follow.
-WITH candidates AS (
-    SELECT i.ctid, i.created_at, i.message_id FROM jobs.idempotency_keys i
-    WHERE i.created_at >= %(after)s AND i.created_at < %(cutoff)s
-    ORDER BY i.created_at
-    LIMIT %(limit)s
-), batch AS (
-    DELETE FROM jobs.idempotency_keys k
-    WHERE k.ctid = ANY (ARRAY(
-            SELECT c.ctid FROM candidates c
-            WHERE NOT EXISTS (SELECT 1 FROM jobs.messages m WHERE m.id = c.message_id)))
-      AND k.created_at < %(cutoff)s
-      AND NOT EXISTS (SELECT 1 FROM jobs.messages m WHERE m.id = k.message_id)
-    RETURNING k.created_at AS at
-)
-SELECT (SELECT count(*) FROM batch) AS deleted,
-       (SELECT count(*) FROM candidates) AS scanned,
-       (SELECT max(created_at) FROM candidates) AS last;
+-- One batch: keys taken in the window [lo, hi), before `cutoff`, whose message is no longer live (a pending message keeps its key).
+DELETE FROM jobs.idempotency_keys k
+WHERE k.created_at >= %(lo)s AND k.created_at < %(hi)s AND k.created_at < %(cutoff)s
+  AND NOT EXISTS (SELECT 1 FROM jobs.messages m WHERE m.id = k.message_id);
+
+-- cleanup_next_at --
+-- Template ({table}, {column}): the oldest expired timestamp at or after `after` (where the next window starts; jumps over empty stretches).
+SELECT min({column}) AS at FROM {table} WHERE {column} >= %(after)s AND {column} < %(cutoff)s;
+
+-- cleanup_nth_at --
+-- Template ({table}, {column}): the timestamp `rows` expired rows after `after` (sizes the first window to about `rows` rows).
+SELECT {column} AS at FROM {table}
+WHERE {column} >= %(after)s AND {column} < %(cutoff)s
+ORDER BY {column} OFFSET %(rows)s LIMIT 1;
 
 -- vacuum_audit_log --
 -- Reclaim space and refresh statistics after a cleanup (outside a transaction).
