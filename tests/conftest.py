@@ -14,7 +14,9 @@ from psycopg import sql
 
 from taskflow_jobs import db
 from taskflow_jobs.schema_dump import with_database
+from taskflow_jobs.testing.sendgrid_stub import SendGridStub, StubServer
 from tests.slack_stub import SlackStub, start_slack_stub
+from tests.support.dispatch_helpers import API_KEY
 
 TEMPLATE = "taskflow_template"
 _counter = itertools.count()
@@ -98,3 +100,11 @@ def slack_webhook() -> Iterator[SlackStub]:
     stub = start_slack_stub()
     yield stub
     stub.stop()
+
+
+@pytest.fixture
+def sendgrid() -> Iterator[StubServer]:
+    """A SendGrid-compatible API on loopback (answers scripted per test)."""
+    server = StubServer(SendGridStub(API_KEY)).start()
+    yield server
+    server.stop()

@@ -17,7 +17,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,20 +32,10 @@ from taskflow_jobs.testing.sendgrid_stub import Reply, SendGridStub, StubServer
 from tests.e2e.browser import SCREENSHOTS, chromium_page
 from tests.slack_stub import SlackStub, start_slack_stub
 from tests.support.dispatch_helpers import API_KEY
+from tests.support.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "taskflow-jobs")
 READY = "Press Ctrl-C to stop everything."
-
-
-def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.3)
 
 
 @dataclass

@@ -23,19 +23,9 @@ from taskflow_jobs import automations, db, queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from tests.e2e.conftest import Deployed
 from tests.integration.webhooks.conftest import running_receiver
+from tests.support.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "taskflow-jobs")
-
-
-def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def slack_texts(deployed: Deployed) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
-from taskflow_jobs.testing.sendgrid_stub import SendGridStub, StubServer
+from taskflow_jobs.testing.sendgrid_stub import StubServer
 from tests.support.dispatch_helpers import API_KEY
 
 
@@ -21,13 +21,6 @@ def prefect_api() -> Iterator[str]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no internet here
     with prefect_test_harness(server_startup_timeout=120):
         yield str(PREFECT_API_URL.value())
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[StubServer]:
-    server = StubServer(SendGridStub(API_KEY)).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from taskflow_jobs.settings import Settings, load_settings
-from taskflow_jobs.testing.sendgrid_stub import SendGridStub, StubServer
-from tests.support.dispatch_helpers import API_KEY, Clock
+from tests.support.dispatch_helpers import Clock
 from tests.support.email_servers import SmtpServer, start_smtp_server, write_self_signed_cert
 
 
@@ -27,13 +26,6 @@ def smtp_server(
     server = start_smtp_server(*tls_files)
     yield server
     server.controller.stop()
-
-
-@pytest.fixture
-def sendgrid() -> Iterator[StubServer]:
-    server = StubServer(SendGridStub(API_KEY)).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
