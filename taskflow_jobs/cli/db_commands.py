@@ -63,7 +63,7 @@ def enqueue(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def psql(ctx: typer.Context) -> None:
     """psql on the app database (the embedded server's own psql); extra arguments pass on."""
-    import os
+    import subprocess
 
     from taskflow_jobs.schema_dump import pg_dump_binary
 
@@ -73,4 +73,6 @@ def psql(ctx: typer.Context) -> None:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
     binary = pg_dump_binary().with_name("psql")
-    os.execv(binary, [str(binary), url, *ctx.args])
+    # a child, not exec: this process must exit normally so the embedded server's
+    # bookkeeping forgets it
+    raise typer.Exit(subprocess.run([str(binary), url, *ctx.args], check=False).returncode)
