@@ -159,27 +159,31 @@ def start_receiver(stack: Stack) -> system.Child:
     child = stack.supervisor.start("webhooks", taskflow_jobs_argv("webhooks"), env)
     host, port = stack.settings.webhook_host, stack.settings.webhook_port
     stack.webhook_url = f"http://{host}:{port}"
-    system.wait_for_http(f"{stack.webhook_url}/healthz", 60, child.process)
+    system.wait_for_http(f"{stack.webhook_url}/healthz", 60, child.process, child.log_path)
     return child
 
 
-def wait_for_worker(stack: Stack, timeout: float = 60) -> None:
+def wait_for_worker(api_url: str, supervisor: system.Supervisor, timeout: float = 60) -> None:
+    """Until a worker polls the `taskflow-jobs` pool; fail early if any child exits."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     deadline = time.monotonic() + timeout
     with (
-        temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}),
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
         get_client(sync_client=True) as client,
     ):
         while time.monotonic() < deadline:
             if client.read_workers_for_work_pool("taskflow-jobs"):
                 return
-            dead = stack.supervisor.exited()
+            dead = supervisor.exited()
             if dead:
-                raise RuntimeError(f"{dead[0].name} exited; see {dead[0].log_path}")
+                raise system.StartupError(
+                    f"{dead[0].name} exited with {dead[0].process.returncode}; "
+                    f"see its log {dead[0].log_path}"
+                )
             time.sleep(0.5)
-    raise TimeoutError(f"the worker did not register within {timeout:.0f}s")
+    raise system.StartupError(f"no worker polled the work pool within {timeout:.0f}s")
 
 
 def request_run(stack: Stack, deployment: str, parameters: dict[str, Any] | None = None) -> Any:
@@ -207,7 +211,7 @@ def start_system(
     start_worker(stack)
     start_consumer(stack)
     start_receiver(stack)
-    wait_for_worker(stack)
+    wait_for_worker(stack.prefect_api_url, supervisor)
     return stack
 
 

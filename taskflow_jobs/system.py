@@ -26,6 +26,10 @@ class PortInUse(RuntimeError):
     pass
 
 
+class StartupError(RuntimeError):
+    """A component of the system did not come up; the message says where its log is."""
+
+
 def check_port_free(host: str, port: int, what: str, setting: str) -> None:
     """Fail early, naming the setting, when a port we want to listen on is taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -45,20 +49,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_http(url: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+def wait_for_http(
+    url: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     """Poll `url` until it answers 2xx; fail early if `process` exits."""
     deadline = time.monotonic() + timeout
     last = "no answer"
+    see = f"; see its log {log}" if log else ""
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{url} never came up: its process exited with {process.returncode}")
+            raise StartupError(
+                f"{url} never came up: its process exited with {process.returncode}{see}"
+            )
         try:
             if httpx.get(url, timeout=2).is_success:
                 return
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s ({last})")
+    raise StartupError(f"{url} did not answer within {timeout:.0f}s ({last}){see}")
 
 
 def prefect_server_env(
@@ -139,5 +148,5 @@ def start_prefect_server(
     check_port_free(host, port, "the Prefect server", "TASKFLOW_PREFECT_PORT")
     argv = [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
     child = supervisor.start("prefect-server", argv, env)
-    wait_for_http(f"http://{host}:{port}/api/health", timeout, child.process)
+    wait_for_http(f"http://{host}:{port}/api/health", timeout, child.process, child.log_path)
     return child

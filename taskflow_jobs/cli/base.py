@@ -13,7 +13,7 @@ import typer
 from taskflow_jobs import db
 from taskflow_jobs.deploy import DeployError
 from taskflow_jobs.settings import Settings, SettingsError, get_settings
-from taskflow_jobs.system import PortInUse
+from taskflow_jobs.system import PortInUse, StartupError
 
 app = typer.Typer(
     add_completion=False,
@@ -40,6 +40,7 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             db.DatabaseUnavailable,
             db.MigrationChanged,
             PortInUse,
+            StartupError,
             DeployError,
         ) as exc:
             typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from taskflow_jobs import system
+from taskflow_jobs.local import wait_for_worker
 from tests.conftest import TEMPLATE, create_database, drop_database
 from tests.slack_stub import SlackStub, start_slack_stub
 
@@ -141,20 +142,6 @@ class Deployed:
         return path.read_text(errors="replace")[-8000:] if path and path.exists() else ""
 
 
-def _wait_for_worker(server: PrefectServer, child: system.Child, timeout: float = 60) -> None:
-    from prefect.client.orchestration import get_client
-
-    deadline = time.monotonic() + timeout
-    with server.client(), get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            if child.process.poll() is not None:
-                raise RuntimeError(f"the worker exited with {child.process.returncode}")
-            if client.read_workers_for_work_pool("taskflow-jobs"):
-                return
-            time.sleep(0.5)
-    raise TimeoutError(f"the process worker did not register within {timeout:.0f} s")
-
-
 @pytest.fixture(scope="session")
 def deployed(
     prefect_server: PrefectServer,
@@ -211,7 +198,7 @@ def deployed(
     ]
     worker = prefect_server.supervisor.start("worker", argv, worker_env)
     try:
-        _wait_for_worker(prefect_server, worker)
+        wait_for_worker(prefect_server.api_url, prefect_server.supervisor)
         yield Deployed(prefect_server, database_url, slack, output, worker_env, worker)
     finally:
         if worker.process.poll() is None:
