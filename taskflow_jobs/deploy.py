@@ -112,6 +112,12 @@ def run_prefect_deploy(project: Path, api: str, timeout: float = 600) -> str:
     return output
 
 
+def schedule_text(schedule: object) -> str:
+    """`0 1 * * * (UTC)` for a cron schedule; Prefect's own text for the others."""
+    cron = getattr(schedule, "cron", None)
+    return f"{cron} ({getattr(schedule, 'timezone', None) or 'UTC'})" if cron else str(schedule)
+
+
 @dataclass(frozen=True)
 class DeploymentInfo:
     name: str
@@ -131,10 +137,7 @@ def list_deployments(work_pool: str = WORK_POOL) -> list[DeploymentInfo]:
         for d in client.read_deployments(work_pool_filter=pools):
             flow = client.read_flow(d.flow_id).name
             schedules = [
-                f"{getattr(s.schedule, 'cron', None) or s.schedule} "
-                f"({getattr(s.schedule, 'timezone', None) or 'UTC'})"
-                + ("" if s.active else " paused")
-                for s in d.schedules
+                schedule_text(s.schedule) + ("" if s.active else " paused") for s in d.schedules
             ]
             options = d.concurrency_options
             limit = d.global_concurrency_limit.limit if d.global_concurrency_limit else None

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from taskflow_jobs import db, queue
+from taskflow_jobs.deploy import schedule_text
 from taskflow_jobs.sql import query
 
 FLOW_NAMES = ("email-dispatch", "daily-stats", "health-check", "cleanup", "weekly-summary")
@@ -115,14 +116,8 @@ async def _deployments() -> list[DeploymentInfo]:
         )
         names = {d.id: d.name for d in found}
         result = []
-        for dep in sorted(
-            found,
-            key=lambda d: (
-                FLOW_NAMES.index(flow_names.get(d.flow_id, ""))
-                if flow_names.get(d.flow_id) in FLOW_NAMES
-                else 99
-            ),
-        ):
+        order = {name: i for i, name in enumerate(FLOW_NAMES)}
+        for dep in sorted(found, key=lambda d: order.get(flow_names.get(d.flow_id), len(order))):
             flow = flow_names.get(dep.flow_id, "?")
             finished = await client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
@@ -146,13 +141,7 @@ async def _deployments() -> list[DeploymentInfo]:
                 sort=FlowRunSort.EXPECTED_START_TIME_ASC,
                 limit=1,
             )
-            schedules = [
-                f"{s.schedule.cron} ({s.schedule.timezone})"
-                if getattr(s.schedule, "cron", None)
-                else str(getattr(s.schedule, "interval", s.schedule))
-                for s in dep.schedules
-                if s.active
-            ]
+            schedules = [schedule_text(s.schedule) for s in dep.schedules if s.active]
             result.append(
                 DeploymentInfo(
                     flow=flow,

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from taskflow_jobs import db, queue
-from taskflow_jobs.cli.base import CliError, app, command, database_url, settings
-from taskflow_jobs.settings import EMAIL_QUEUE, SettingsError
+from taskflow_jobs.cli.base import CliError, command, database_url, settings
+from taskflow_jobs.settings import EMAIL_QUEUE
 
 
 @command()
@@ -60,18 +60,14 @@ def enqueue(
     typer.echo(json.dumps({"id": message_id, "queue": queue_name, "type": message_type}))
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def psql(ctx: typer.Context) -> None:
     """psql on the app database (the embedded server's own psql); extra arguments pass on."""
     import subprocess
 
     from taskflow_jobs.schema_dump import pg_dump_binary
 
-    try:
-        url = database_url()
-    except (db.DatabaseUnavailable, SettingsError) as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
+    url = database_url()
     binary = pg_dump_binary().with_name("psql")
     # a child, not exec: this process must exit normally so the embedded server's
     # bookkeeping forgets it
