@@ -83,6 +83,29 @@ def _day_name(day: dt.date) -> str:
     return day.strftime("%a %d %b %Y")
 
 
+Section = tuple[str | None, list[str], list[list[str]]]  # (heading, headers, rows)
+
+
+def render(
+    title: str,
+    sections: Sequence[Section],
+    notes: Sequence[str],
+    *,
+    slack_notes: Sequence[str] | None = None,
+) -> tuple[str, str]:
+    """The same tables as a markdown artifact and as a Slack message (monospace blocks)."""
+    markdown, slack = [f"# {title}"], [f"*{title}*"]
+    for heading, headers, rows in sections:
+        if heading:
+            markdown.append(f"## {heading}")
+            slack.append(f"*{heading}*")
+        markdown.append(markdown_table(headers, rows))
+        slack.append("```" + text_table(headers, rows) + "```")
+    markdown += notes
+    slack += [f"_{n}_" for n in (notes if slack_notes is None else slack_notes)]
+    return "\n\n".join(markdown), "\n".join(slack)
+
+
 def daily_report(
     rows: Sequence[DayStats], day: dt.date, timezone: str, filled: Sequence[dt.date] = ()
 ) -> Report:
@@ -118,24 +141,11 @@ def daily_report(
     if missing:
         notes.append("No figures stored for: " + ", ".join(missing) + ".")
 
-    markdown = "\n\n".join(
-        [
-            f"# {title}",
-            markdown_table(headers, summary),
-            "## Last 7 days",
-            markdown_table(trend_headers, trend),
-            "7-day trend: the 7-day average versus the 7 days before.",
-            *notes,
-        ]
-    )
-    slack = "\n".join(
-        [
-            f"*{title}*",
-            "```" + text_table(headers, summary) + "```",
-            "*Last 7 days*",
-            "```" + text_table(trend_headers, trend) + "```",
-            *(f"_{n}_" for n in notes),
-        ]
+    markdown, slack = render(
+        title,
+        [(None, headers, summary), ("Last 7 days", trend_headers, trend)],
+        ["7-day trend: the 7-day average versus the 7 days before.", *notes],
+        slack_notes=notes,
     )
     figures = {
         "date": day.isoformat(),
@@ -165,23 +175,8 @@ def weekly_report(
     title = f"Weekly summary {first.isoformat()} to {last.isoformat()} ({timezone})"
     missing = [d.isoformat() for d in data.index if data.loc[d].isna().all()]
     notes = ["No figures stored for: " + ", ".join(missing) + "."] if missing else []
-    markdown = "\n\n".join(
-        [
-            f"# {title}",
-            markdown_table(headers, table),
-            "## Email",
-            markdown_table(email_headers, email_rows),
-            *notes,
-        ]
-    )
-    slack = "\n".join(
-        [
-            f"*{title}*",
-            "```" + text_table(headers, table) + "```",
-            "*Email*",
-            "```" + text_table(email_headers, email_rows) + "```",
-            *(f"_{n}_" for n in notes),
-        ]
+    markdown, slack = render(
+        title, [(None, headers, table), ("Email", email_headers, email_rows)], notes
     )
     figures = {
         "first": first.isoformat(),
