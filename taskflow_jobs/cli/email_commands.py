@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taskflow_jobs import db, queue
-from taskflow_jobs.cli.base import CliError, _friendly, app, command, database_url, settings
+from taskflow_jobs.cli.base import CliError, _friendly, app, command, database_url
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import query
 
@@ -38,8 +38,13 @@ def consume() -> None:
     Each burst of work is an `email-dispatch` flow run in this process, visible in the
     Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
     """
+    from flows.common import flow_settings
     from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
     from taskflow_jobs.email.consumer import Consumer, run_until_signalled
+
+    # the same settings the flow runs read (the Prefect blocks over the environment): the
+    # runs share this process's dispatcher, so its provider must be the blocks' provider
+    current = flow_settings()
 
     label = consumer_label()
 
@@ -47,7 +52,7 @@ def consume() -> None:
         state = await email_dispatch(mode="listen", consumer=label, return_state=True)
         return await dispatch_summary(state)
 
-    run_until_signalled(Consumer(settings(), database_url(), run_flow))
+    run_until_signalled(Consumer(current, db.database_url(current), run_flow))
 
 
 @command()

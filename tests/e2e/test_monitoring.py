@@ -23,6 +23,7 @@ from taskflow_jobs import automations, db, queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from tests.e2e.conftest import Deployed
 from tests.integration.webhooks.conftest import running_receiver
+from tests.support.dispatch_helpers import API_KEY
 from tests.support.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "taskflow-jobs")
@@ -152,3 +153,48 @@ def test_status_and_runs_read_queues_and_deployments(deployed: Deployed) -> None
         [CLI, "runs", "--flow", "nope"], env=env, capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 1 and "unknown flow 'nope'" in bad.stderr
+
+
+def test_consume_sends_with_the_provider_set_in_the_blocks(deployed: Deployed, sendgrid) -> None:  # noqa: ANN001
+    """An operator switches the provider in the UI; `consume` (no email settings in its
+    environment, no DATABASE_URL either) follows the blocks like the flow runs do."""
+    from blocks import TaskflowEmail
+
+    with deployed.server.client():
+        original = TaskflowEmail.load("taskflow-email", _sync=True)
+        edited = original.model_copy(
+            update={
+                "email_provider": "sendgrid",
+                "sendgrid_api_url": sendgrid.url,
+                "sendgrid_api_key": API_KEY,
+            }  # fmt: skip
+        )
+        edited.save("taskflow-email", overwrite=True, _sync=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "EMAIL_", "SENDGRID_", "PREFECT_"))
+    }
+    env.update(deployed.server.env, TASKFLOW_BLOCK_PREFIX="taskflow", TASKFLOW_DATA_DIR=str(
+        Path(deployed.worker_env["TASKFLOW_DATA_DIR"])))  # fmt: skip
+    consumer = subprocess.Popen([CLI, "consume"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        with db.connect(deployed.database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO auth.users (email, raw_user_meta_data)"
+                " VALUES ('blocks@example.com', '{\"full_name\": \"Block\"}')"
+            )
+        wait_for(
+            lambda: any(r.to == "blocks@example.com" for r in sendgrid.stub.accepted()),
+            60,
+            "the email through the SendGrid set in the block",
+        )
+    finally:
+        consumer.terminate()
+        output, _ = consumer.communicate(timeout=60)
+        with deployed.server.client():
+            original.save("taskflow-email", overwrite=True, _sync=True)
+    assert consumer.returncode == 0, output
+    assert "provider sendgrid" in output
+    assert API_KEY not in output
