@@ -11,7 +11,9 @@ from taskflow_jobs.cli.base import command, settings
 
 @command()
 def up(
-    prefect_port: Annotated[int | None, typer.Option(help="Port of the Prefect server")] = None,
+    prefect_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port of the Prefect server")
+    ] = None,
 ) -> None:
     """Start the whole system on embedded defaults until Ctrl-C (what `make run` runs)."""
     from taskflow_jobs.local import run_up
