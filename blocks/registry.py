@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
@@ -46,6 +48,27 @@ class BlockNames:
     @property
     def alerts(self) -> str:
         return f"{self.prefix}-alerts"
+
+
+@contextmanager
+def _apprise_quiet() -> Iterator[None]:
+    """Building a SlackWebhook block makes Apprise parse its URL, and Apprise logs an ERROR
+    for any Slack-compatible URL that is not hooks.slack.com (a proxy, Mattermost, a test
+    stand-in). We never send through Apprise (`taskflow_jobs.slack` posts the JSON itself),
+    so that line is noise in every flow run's log: silence Apprise while the block is built.
+    """
+    apprise = logging.getLogger("apprise")
+    was_disabled = apprise.disabled
+    apprise.disabled = True
+    try:
+        yield
+    finally:
+        apprise.disabled = was_disabled
+
+
+def _slack_block(url: SecretStr) -> SlackWebhook:
+    with _apprise_quiet():
+        return SlackWebhook(url=url)
 
 
 def prefect_api_configured() -> bool:
@@ -102,7 +125,7 @@ def register_blocks(settings: Settings, *, overwrite: bool = False) -> dict[str,
         (
             names.slack,
             "slack-webhook",
-            SlackWebhook(url=settings.slack_webhook_url) if settings.slack_webhook_url else None,
+            _slack_block(settings.slack_webhook_url) if settings.slack_webhook_url else None,
             "SLACK_WEBHOOK_URL is unset",
         ),
         (
@@ -152,7 +175,8 @@ def settings_from_blocks(base: Settings) -> Settings:
     updates: dict[str, object] = {}
     try:
         email = _load(TaskflowEmail, names.email)
-        slack = _load(SlackWebhook, names.slack)
+        with _apprise_quiet():
+            slack = _load(SlackWebhook, names.slack)
         database = _load(Secret, names.database_url)
     except Exception as exc:
         log.warning("Prefect blocks unavailable (%s); using environment settings", exc)

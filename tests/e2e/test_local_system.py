@@ -288,6 +288,13 @@ def test_the_newcomer_journey(
         assert "stopped." in up.text()
         gone, alive = psutil.wait_procs(children, timeout=5)
         assert not alive, [p.cmdline() for p in alive]
+
+        # 8. no component logged a secret (nor Apprise's noise about the Slack URL)
+        for log in (Path(up.env["TASKFLOW_DATA_DIR"]) / "logs").glob("*.log"):
+            text = log.read_text(errors="replace")
+            for secret in ("s3cretWebhookToken", API_KEY):
+                assert secret not in text, f"{secret!r} in {log.name}"
+            assert "Unparseable URL" not in text, log.name
     finally:
         up.kill_everything()
 
