@@ -136,6 +136,7 @@ def policy_from(settings: Settings) -> AlertPolicy:
     return AlertPolicy(
         dead_letter_threshold=settings.alert_dead_letter_threshold,
         dead_letter_window=timedelta(seconds=settings.alert_dead_letter_window),
+        heartbeat_timeout=timedelta(seconds=settings.alert_heartbeat_timeout),
     )
 
 

@@ -175,6 +175,12 @@ class Settings(BaseSettings):
         5, ge=1, description="Slack alert when this many emails are dead-lettered within the window"
     )
     alert_dead_letter_window: float = Field(900.0, ge=60, description="Seconds")
+    alert_heartbeat_timeout: float = Field(
+        90.0,
+        ge=45,
+        description="Seconds without a heartbeat before a running flow run is marked Crashed "
+        "(runs send one every 30 s: PREFECT_FLOWS_HEARTBEAT_FREQUENCY in prefect.yaml)",
+    )
 
     # --- logging -------------------------------------------------------------------
     log_format: str = Field("text", pattern="^(text|json)$", validation_alias="TASKFLOW_LOG_FORMAT")
