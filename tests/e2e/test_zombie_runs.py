@@ -48,8 +48,8 @@ def short_window(deployed: Deployed) -> Iterator[None]:
             await automations.apply(client, [zombie_automation(policy, block_id)])
 
     with deployed.server.client():
-        block_id = CustomWebhookNotificationBlock.load("taskflow-alerts", _sync=True)
-        block_id = block_id._block_document_id
+        block = CustomWebhookNotificationBlock.load("taskflow-alerts", _sync=True)
+        block_id = block._block_document_id
         asyncio.run(apply(automations.AlertPolicy(heartbeat_timeout=WINDOW)))
         try:
             yield
