@@ -94,7 +94,12 @@ def p99(values: list[float]) -> float:
 
 
 def measure(url: str, delete) -> dict[str, float]:
-    """Run `delete(conn) -> (rows, longest client-timed transaction s)` under a writer."""
+    """Run `delete(conn) -> (rows, longest client-timed transaction s)` under a writer.
+
+    Each run starts right after a CHECKPOINT, so neither inherits the other's (or the
+    seeding's) pending checkpoint: its fsyncs would land on whichever run came second."""
+    with db.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
     writer = Background(url, write_one, 0.002)
     monitor = Background(url, longest_open_transaction, 0.02)
     writer.start()
