@@ -110,6 +110,21 @@ def test_every_batch_commits_on_its_own(database_url: str, conn) -> None:
     assert seen == sorted(seen, reverse=True) and len(seen) >= 10
 
 
+def test_batches_neither_wait_for_fsync_nor_make_writers_wait(database_url: str, conn) -> None:
+    """The batch session commits asynchronously (idempotent deletes), with a lock timeout
+    and a statement timeout, under its own name; the caller's other sessions are untouched."""
+    seed_audit_log(conn, [100, 101])
+    with db.connect(database_url, autocommit=True) as worker:
+        cleanup.purge(worker, cleanup.retentions(load_settings())[0], now=NOW)
+        settings = worker.execute(
+            "SELECT current_setting('synchronous_commit') AS sync,"
+            " current_setting('lock_timeout') AS lock,"
+            " current_setting('application_name') AS app"
+        ).fetchone()
+    assert settings == {"sync": "off", "lock": "1s", "app": cleanup.APPLICATION_NAME}
+    assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+
+
 def test_purge_refuses_a_connection_inside_a_transaction(database_url: str) -> None:
     with db.connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
         cleanup.purge(conn, cleanup.retentions(load_settings())[0], now=NOW)
