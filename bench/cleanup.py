@@ -100,12 +100,11 @@ def measure(url: str, delete) -> dict[str, float]:
     seeding's) pending checkpoint: its fsyncs would land on whichever run came second."""
     with db.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
-    writer = Background(url, write_one, 0.002)
-    monitor = Background(url, longest_open_transaction, 0.02)
-    writer.start()
-    monitor.start()
-    time.sleep(2.0)  # the writer's latency before the cleanup, for reference
-    with db.connect(url, autocommit=True) as conn:
+        writer = Background(url, write_one, 0.002)
+        monitor = Background(url, longest_open_transaction, 0.02)
+        writer.start()
+        monitor.start()
+        time.sleep(2.0)  # the writer's latency before the cleanup, for reference
         conn.execute("SELECT set_config('application_name', %s, false)", (APP,))
         started = time.perf_counter()
         deleted, longest = delete(conn)

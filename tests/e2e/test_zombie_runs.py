@@ -11,13 +11,14 @@ the test does not wait for a real process to go quiet. The deployed window is re
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.events import Event
 from prefect.states import Completed, Running
 
 from taskflow_jobs import automations
@@ -26,95 +27,80 @@ from tests.e2e.conftest import Deployed
 from tests.support.waiting import wait_for
 
 WINDOW = timedelta(seconds=10)
+FLOW = "email-dispatch"
 
 
-@flow(name="email-dispatch")
+@flow(name=FLOW)
 def email_dispatch_stand_in() -> None:
     """Only its name matters: runs of it are runs of the `email-dispatch` flow."""
 
 
-def zombie_automation(policy: automations.AlertPolicy, block_id: uuid.UUID | None):
-    wanted = automations.definitions(block_id, policy)
-    [found] = [a for a in wanted if a.name == automations.ZOMBIES]
-    return found
-
-
 @pytest.fixture
 def short_window(deployed: Deployed) -> Iterator[None]:
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    """The deployed zombie automation with a WINDOW-long wait; the default afterwards."""
 
-    async def apply(policy: automations.AlertPolicy) -> None:
-        async with get_client() as client:
-            await automations.apply(client, [zombie_automation(policy, block_id)])
+    def apply(policy: automations.AlertPolicy) -> None:
+        [zombies] = [
+            a for a in automations.definitions(block_id, policy) if a.name == automations.ZOMBIES
+        ]
+
+        async def update() -> None:
+            async with get_client() as client:
+                await automations.apply(client, [zombies])
+
+        asyncio.run(update())
 
     with deployed.server.client():
-        block = CustomWebhookNotificationBlock.load("taskflow-alerts", _sync=True)
-        block_id = block._block_document_id
-        asyncio.run(apply(automations.AlertPolicy(heartbeat_timeout=WINDOW)))
+        block_id = automations.slack_block_id("taskflow-alerts")
+        apply(automations.AlertPolicy(heartbeat_timeout=WINDOW))
         try:
             yield
         finally:
-            asyncio.run(apply(automations.AlertPolicy()))
+            apply(automations.AlertPolicy())
 
 
-async def start_run(client) -> object:  # noqa: ANN001
-    run = await client.create_flow_run(email_dispatch_stand_in, state=Running())
-    return run
-
-
-def heartbeat(run) -> dict:  # noqa: ANN001
+def heartbeat(run: FlowRun) -> Event:
     """What a worker's runner emits for a run it is executing."""
-    return {
-        "id": str(uuid.uuid4()),
-        "event": "prefect.flow-run.heartbeat",
-        "resource": {
+    return Event(
+        event="prefect.flow-run.heartbeat",
+        resource={
             "prefect.resource.id": f"prefect.flow-run.{run.id}",
             "prefect.resource.name": run.name,
         },
-        "related": [
+        related=[
             {
                 "prefect.resource.id": f"prefect.flow.{run.flow_id}",
                 "prefect.resource.role": "flow",
-                "prefect.resource.name": "email-dispatch",
+                "prefect.resource.name": FLOW,
             }
         ],
-    }
+    )
 
 
 def test_a_run_that_stops_heartbeating_is_crashed_and_alerted(
     deployed: Deployed, short_window: None
 ) -> None:
-    from prefect.events import Event
-
-    async def scenario() -> tuple[object, object]:
-        events = PrefectEvents(deployed.server.api_url)
+    async def emit(events: list[Event]) -> None:
+        sender = PrefectEvents(deployed.server.api_url)
         try:
-            async with get_client() as client:
-                silent = await start_run(client)
-                finished = await start_run(client)
-                await events.emit([Event.model_validate(heartbeat(r)) for r in (silent, finished)])
-                await client.set_flow_run_state(finished.id, Completed(), force=True)
+            await sender.emit(events)
         finally:
-            await events.aclose()
-        return silent, finished
+            await sender.aclose()
 
-    async def state_of(run_id: uuid.UUID) -> str:
-        async with get_client() as client:
-            return (await client.read_flow_run(run_id)).state.name
-
-    with deployed.server.client():
-        silent, finished = asyncio.run(scenario())
-        crashed = wait_for(
-            lambda: asyncio.run(state_of(silent.id)) == "Crashed", 90, "the silent run to crash"
+    with deployed.server.client(), get_client(sync_client=True) as client:
+        silent, finished = (
+            client.create_flow_run(email_dispatch_stand_in, state=Running()) for _ in range(2)
         )
-        assert crashed
-        assert asyncio.run(state_of(finished.id)) == "Completed", "a finished run is left alone"
+        asyncio.run(emit([heartbeat(silent), heartbeat(finished)]))
+        client.set_flow_run_state(finished.id, Completed(), force=True)
 
-        async def message() -> str:
-            async with get_client() as client:
-                return (await client.read_flow_run(silent.id)).state.message
+        def crashed() -> State | None:
+            state = client.read_flow_run(silent.id).state
+            return state if state.name == "Crashed" else None
 
-        assert "stopped heartbeating" in asyncio.run(message())
+        state = wait_for(crashed, 90, "the silent run to crash")
+        assert "stopped heartbeating" in state.message
+        assert client.read_flow_run(finished.id).state.name == "Completed", "left alone"
 
     # the crash goes through the failure automation to Slack, naming the run
     alert = wait_for(
@@ -122,4 +108,4 @@ def test_a_run_that_stops_heartbeating_is_crashed_and_alerted(
         90,
         "the Slack alert for the crashed run",
     )
-    assert "Crashed" in alert[-1] and "email-dispatch" in alert[-1]
+    assert "Crashed" in alert[-1] and FLOW in alert[-1]
