@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 
 from taskflow_jobs import automations, db, queue
 from taskflow_jobs.settings import EMAIL_QUEUE
+from taskflow_jobs.testing.sendgrid_stub import StubServer
 from tests.e2e.conftest import Deployed
 from tests.integration.webhooks.conftest import running_receiver
 from tests.support.dispatch_helpers import API_KEY
@@ -155,7 +157,9 @@ def test_status_and_runs_read_queues_and_deployments(deployed: Deployed) -> None
     assert bad.returncode == 1 and "unknown flow 'nope'" in bad.stderr
 
 
-def test_consume_sends_with_the_provider_set_in_the_blocks(deployed: Deployed, sendgrid) -> None:  # noqa: ANN001
+def test_consume_sends_with_the_provider_set_in_the_blocks(
+    deployed: Deployed, sendgrid: StubServer, tmp_path: Path
+) -> None:
     """An operator switches the provider in the UI; `consume` (no email settings in its
     environment, no DATABASE_URL either) follows the blocks like the flow runs do."""
     from blocks import TaskflowEmail
@@ -177,9 +181,14 @@ def test_consume_sends_with_the_provider_set_in_the_blocks(deployed: Deployed, s
     }
     env.update(deployed.server.env, TASKFLOW_BLOCK_PREFIX="taskflow", TASKFLOW_DATA_DIR=str(
         Path(deployed.worker_env["TASKFLOW_DATA_DIR"])))  # fmt: skip
-    consumer = subprocess.Popen([CLI, "consume"], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    log = tmp_path / "consume.log"
+    with open(log, "wb") as out:
+        consumer = subprocess.Popen([CLI, "consume"], env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
     try:
+        # signup only once it listens: the worker's every-minute sweep must not be the
+        # one sending it (and a SIGTERM before its handlers exist would just kill it)
+        wait_for(lambda: "consuming email_notifications" in log.read_text(), 60, "consume")
         with db.connect(deployed.database_url, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO auth.users (email, raw_user_meta_data)"
@@ -192,9 +201,11 @@ def test_consume_sends_with_the_provider_set_in_the_blocks(deployed: Deployed, s
         )
     finally:
         consumer.terminate()
-        output, _ = consumer.communicate(timeout=60)
+        consumer.wait(timeout=60)
         with deployed.server.client():
             original.save("taskflow-email", overwrite=True, _sync=True)
+    output = log.read_text()
     assert consumer.returncode == 0, output
     assert "provider sendgrid" in output
+    assert re.search(r"email dispatch: \{.*'sent': [1-9]", output), "consume sent it"
     assert API_KEY not in output
