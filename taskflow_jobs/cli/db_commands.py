@@ -47,7 +47,7 @@ def enqueue(
     key: Annotated[str | None, typer.Option("--key", help="Idempotency key")] = None,
     delay: Annotated[float, typer.Option(help="Seconds before it may be sent")] = 0.0,
 ) -> None:
-    """Enqueue a job by hand. The dispatcher validates it; a bad one is dead-lettered."""
+    """Enqueue a job by hand. An email job is checked first, like `/api/notify` does."""
     try:
         payload = json.loads(data)
     except json.JSONDecodeError as exc:
@@ -55,6 +55,13 @@ def enqueue(
     if not isinstance(payload, dict):
         raise CliError("--data must be a JSON object")
     payload["type"] = message_type
+    if queue_name == EMAIL_QUEUE:
+        from taskflow_jobs.email.messages import InvalidMessage, parse_message
+
+        try:
+            parse_message(payload)
+        except InvalidMessage as exc:
+            raise CliError(f"--data: {exc}; nothing was enqueued") from None
     with db.transaction(database_url()) as conn:
         message_id = queue.send(conn, queue_name, payload, delay=delay or None, idempotency_key=key)
     typer.echo(json.dumps({"id": message_id, "queue": queue_name, "type": message_type}))

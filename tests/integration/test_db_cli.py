@@ -39,16 +39,23 @@ def test_enqueue_and_psql(database_url: str) -> None:
     assert count.stdout.strip() == "1"
 
 
+BAD_ADDRESS = '{"to": "not-an-email", "subject": "Hi", "body": "x"}'
+
+
 def test_bad_input_is_one_clear_line(database_url: str) -> None:
     cases = [
         (("enqueue", "notification", "-d", "{not json"), "--data is not valid JSON"),
         (("enqueue", "notification", "-d", "[1]"), "--data must be a JSON object"),
         (("enqueue", "x", "--queue", "nope"), 'unknown queue "nope"'),
+        (("enqueue", "fax"), "type: unknown message type 'fax'"),
+        (("enqueue", "notification", "-d", BAD_ADDRESS), "to: value is not a valid email address"),
     ]
     for args, message in cases:
         done = run(database_url, *args)
         assert done.returncode == 1, args
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    count = run(database_url, "psql", "-tAc", "select count(*) from jobs.messages")
+    assert count.stdout.strip() == "0", "a refused job is not enqueued"
     bad_port = run(database_url, "migrate", SMTP_PORT="many")
     assert bad_port.returncode == 1 and "SMTP_PORT" in bad_port.stderr
     secret = "postgresql://app:hunter2@127.0.0.1:1/x"
