@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint schema deploy demo clean
+.PHONY: run test bench compare lint schema deploy demo clean
 
 # The browser test drives Debian's Chromium (never a downloaded browser).
 CHROMIUM := /usr/bin/chromium
@@ -29,6 +29,11 @@ test: $(STAMP) $(CHROMIUM)
 
 bench: $(STAMP)
 	@for f in bench/[!_]*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# docs/comparison.md and its plots: taskflow-jobs, Supabase and Cloudflare on one workload
+# (about 25 minutes; installs Debian's PostgreSQL 15 + pg_cron and the npm packages it needs).
+compare: $(STAMP)
+	$(BIN)/python -m compare.run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

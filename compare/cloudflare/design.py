@@ -39,6 +39,7 @@ def ensure_node_modules() -> None:
 class Cloudflare(Design):
     name = "cloudflare"
     label = "Cloudflare (Workers + Queues, in Miniflare 3)"
+    signup_callers = 4  # an API call takes 5-20 ms here: one caller alone falls behind 100/s
 
     def __init__(self) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="compare-cloudflare-", dir="/tmp"))
