@@ -10,7 +10,8 @@ suite uses) and adds what the comparison's workload needs, all driven from `/_co
 - a crash trigger: after *k* more accepted requests it SIGKILLs a given process group (a
   consumer process dies with the provider's 202 on the wire) or answers with the header
   `x-compare-crash: 1` (the Workers harness turns that into a crashed invocation);
-- a compact log of every request: (arrival time, address, status).
+- a compact log of every request: (arrival time, address, status), and a count of the
+  addresses accepted so far.
 
     python -m compare.provider --port N --api-key KEY
 """
@@ -106,6 +107,11 @@ class Faults:
                 "requests": len(self.log),
             }
 
+    def accepted(self, prefix: str) -> int:
+        """How many addresses starting with `prefix` the provider accepted (cheap to poll)."""
+        with self.lock:
+            return len({to for _, to, status in self.log if status < 300 and to.startswith(prefix)})
+
     def requests(self) -> list[tuple[float, str, int]]:
         with self.lock:
             return list(self.log)
@@ -130,6 +136,8 @@ class FaultyProvider:
                 break
         if scope["path"] == "/_compare/requests":
             answer: Any = self.faults.requests()
+        elif scope["path"] == "/_compare/accepted":
+            answer = self.faults.accepted(json.loads(raw or b"{}").get("prefix", ""))
         else:
             answer = self.faults.control(json.loads(raw or b"{}"))
         body = json.dumps(answer).encode()

@@ -48,16 +48,39 @@ def measured_rows(f: dict[str, dict[str, Any]], names: list[str]) -> list[list[s
         row("latency p99", lambda x: ms(x["latency_p99_ms"])),
         row("latency max", lambda x: ms(x["latency_max_ms"])),
         row("latency p50, first try only", lambda x: ms(x["latency_first_try_p50_ms"])),
+        row("latency p50 / p99 before the outage", lambda x: _steady(x)),
         row("throughput ceiling", lambda x: _ceiling(x)),
         row("lost", lambda x: num(x["lost"])),
         row("still queued at the end", lambda x: num(x["still_queued"])),
         row("duplicated (emails sent twice or more)", lambda x: num(x["duplicated"])),
         row("dead-lettered", lambda x: num(x["dead_lettered"])),
         row("… of them with a reason", lambda x: num(x["dead_lettered_with_reason"])),
+        row("… of them delivered all the same", _delivered_dead),
         row("the unknown-type job", lambda x: x["unknown_type"]),
         row("drain after the outage", lambda x: num(x["drain_after_outage_s"], " s")),
         row("provider requests", lambda x: num(x["provider_requests"])),
     ]
+
+
+def _delivered_dead(x: dict[str, Any]) -> str:
+    return num(x.get("dead_lettered_yet_delivered"))
+
+
+def _baseline(results: dict[str, Any]) -> str:
+    base = results.get("baseline")
+    if not base:
+        return ""
+    return (
+        f"Same-run baseline for the ceilings: the provider stand-in alone took "
+        f"{base['emails_per_s']:,.0f} emails/s ({base['what']}). Everything shares the "
+        "machine's 2 cores: the driver, the provider, the design's processes and database."
+    )
+
+
+def _steady(x: dict[str, Any]) -> str:
+    if x.get("steady_p50_ms") is None:
+        return "–"
+    return f"{ms(x['steady_p50_ms'])} / {ms(x['steady_p99_ms'])}"
 
 
 def _ceiling(x: dict[str, Any]) -> str:
@@ -121,6 +144,8 @@ def write(results: dict[str, Any], docs: Path) -> None:
         "## Measured",
         "",
         table(header, measured_rows(figures, names)),
+        "",
+        _baseline(results),
         "",
         f"![Latency CDF per design]({LATENCY_PNG})",
         "",

@@ -12,6 +12,7 @@ The last line printed is one JSON object with every design's figures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import shutil
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from compare import figures, report
 from compare.workload import API_KEY, LOGS, Design, Provider, Workload, play, say
@@ -50,6 +53,41 @@ def start_provider(supervisor: system.Supervisor) -> str:
     url = f"http://127.0.0.1:{port}"
     system.wait_for_http(f"{url}/_compare/health", 30, child.process, child.log_path)
     return url
+
+
+async def _post_all(url: str, n: int, concurrency: int) -> float:
+    body = {
+        "personalizations": [{"to": [{"email": "baseline@example.com"}]}],
+        "from": {"email": "noreply@example.com"},
+        "subject": "baseline",
+        "content": [{"type": "text/plain", "value": "baseline"}],
+    }
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def post() -> None:
+            async with gate:
+                response = await client.post(
+                    f"{url}/v3/mail/send", json=body, headers={"Authorization": f"Bearer {API_KEY}"}
+                )
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(post() for _ in range(n)))
+        return n / (time.perf_counter() - started)
+
+
+def provider_baseline(logs: Path, n: int = 2000, concurrency: int = 8) -> dict[str, Any]:
+    """The same-run baseline of the ceilings: the provider stand-in alone, posted to by an
+    httpx client at the SendGrid provider's default concurrency."""
+    supervisor = system.Supervisor(logs / "baseline")
+    try:
+        rate = asyncio.run(_post_all(start_provider(supervisor), n, concurrency))
+    finally:
+        supervisor.stop()
+    return {"what": f"{n} posts straight to the provider, concurrency {concurrency}",
+            "emails_per_s": round(rate, 1)}  # fmt: skip
 
 
 def run_design(name: str, make: Callable[[], Design], workload: Workload, logs: Path) -> Any:
@@ -90,6 +128,8 @@ def main() -> None:
         "series": {},
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    results["baseline"] = provider_baseline(logs)
+    say(f"baseline: {results['baseline']}")
     for name in args.designs.split(","):
         run = run_design(name, table[name], workload, logs)
         results["figures"][name] = figures.compute(run)
@@ -99,7 +139,10 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
     report.write(results, ROOT / "docs")
     say(f"logs of the processes: {logs}")
-    print(json.dumps({"bench": "compare", **results["figures"]}, default=str))
+    brief = {
+        n: {k: v for k, v in f.items() if k != "operator"} for n, f in results["figures"].items()
+    }
+    print(json.dumps({"bench": "compare", **brief, "baseline": results["baseline"]}, default=str))
 
 
 if __name__ == "__main__":

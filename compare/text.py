@@ -153,13 +153,17 @@ def GUIDANCE(f: dict[str, dict[str, Any]]) -> list[str]:  # noqa: N802 - a text 
             f"{_fmt_s((sb['drain_after_outage_s'] or 0) * 1000)}",
             "  and the crash hid its batch for 60 s. Its ceiling is the function's loop, one",
             f"  `await fetch` after the other: {sb['ceiling_per_s']} emails/s here against a",
-            "  provider that answers in a millisecond (a real provider's 100+ ms round trip",
-            "  would make it about 10/s per loop). Invoked once a minute, as pg_cron does, it",
-            f"  delivers one read (10) per minute: {cron['ceiling_per_s'] * 60:.0f} a minute "
-            f"measured, {cron['still_queued']:,} of the 10,000 still queued when the watch "
-            "ended."
-            if cron and cron["ceiling_per_s"]
-            else "  delivers one read (10) per minute.",
+            "  provider on the same machine; every millisecond a real provider's round trip",
+            "  adds is paid ten times per read. Below the arrival rate plus retries, the",
+            f"  backlog grows: p50 {_fmt_s(sb['steady_p50_ms'])} before the outage, "
+            f"{_fmt_s(sb['latency_p50_ms'])} overall. Invoked once a minute, as pg_cron does, "
+            "it delivers one read (10) per invocation: "
+            + (
+                f"{cron['delivered']} in the {cron['watched_s']:.0f} s watched, "
+                f"{cron['still_queued']:,} of the 10,000 still queued."
+                if cron
+                else "10 a minute."
+            ),
             "  The unknown type is deleted with a log line, and a delivered email leaves no",
             "  record. Choose it for low volume (well under one read per invocation), and",
             "  loop inside the invocation or run several consumers before the volume grows.",
@@ -190,7 +194,12 @@ def GUIDANCE(f: dict[str, dict[str, Any]]) -> list[str]:  # noqa: N802 - a text 
             "  missing on both sides: retries with backoff and jitter instead of a fixed 60 s or",
             "  none, reasons on every dead letter, `dlq redrive`, a record of every delivered",
             "  email, and a consumer that sends a batch concurrently "
-            f"({tj['ceiling_per_s']} emails/s ceiling here). Its cost is running it: a",
+            f"({tj['ceiling_per_s']} emails/s ceiling here). The crash costs it more than the",
+            "  other two: `consume` acks each claimed batch (up to `EMAIL_BATCH_SIZE`, 500, when",
+            "  a backlog is there) in one transaction once all its sends are done, so what the",
+            f"  killed process had sent went out again ({tj['duplicated']} duplicates; the other",
+            "  designs ack one message at a time), and what it held waited",
+            "  for the 120 s `EMAIL_VISIBILITY_TIMEOUT` (the p99). Its cost is running it: a",
             "  PostgreSQL, a Prefect server and the `consume` process (the Supabase and",
             "  Cloudflare platforms run theirs).",
         ]

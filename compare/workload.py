@@ -82,6 +82,9 @@ class Provider:
     def accepted(self, prefix: str = "signup") -> set[str]:
         return {to for _, to, status in self.requests() if status < 300 and to.startswith(prefix)}
 
+    def accepted_count(self, prefix: str = "signup") -> int:
+        return self.http.post(f"{self.url}/_compare/accepted", json={"prefix": prefix}).json()
+
 
 class Design:
     """What the driver needs from a design. Subclasses start real processes."""
@@ -138,6 +141,7 @@ class Run:
     dead: list[dict[str, Any]] = field(default_factory=list)
     crashed_at: float | None = None
     drained_at: float | None = None
+    watch_ended: float | None = None
     backlog_left: int | None = None
     burst_started: float | None = None
     burst_finished: float | None = None
@@ -197,7 +201,10 @@ def _events(design: Design, provider: Provider, workload: Workload, run: Run, t0
 
 
 def _drained(design: Design, provider: Provider, run: Run) -> bool:
-    settled = set(provider.accepted()) | {d["email"] for d in design.dead_letters() if d["email"]}
+    dead = design.dead_letters()
+    if provider.accepted_count() + len(dead) < len(run.issued):
+        return False  # the cheap check first: the full one reads every request
+    settled = set(provider.accepted()) | {d["email"] for d in dead if d["email"]}
     if not set(run.issued) <= settled:
         return False
     backlog = design.backlog()
@@ -209,7 +216,7 @@ def warm_up(design: Design, provider: Provider, timeout: float = 150) -> None:
     the first pg_cron minute), so no design pays its start-up inside the figures."""
     design.signup("warmup@example.com", "Warm Up")
     deadline = time.monotonic() + timeout
-    while not provider.accepted("warmup"):
+    while not provider.accepted_count("warmup"):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{design.name}: the warm-up email was not delivered")
         time.sleep(0.1)
@@ -257,6 +264,7 @@ def play(design: Design, provider: Provider, workload: Workload) -> Run:
             run.drained_at = time.time()
             break
         time.sleep(1.0)
+    run.watch_ended = time.time()
     if run.drained_at is None:
         run.notes.append(f"not drained {wait:.0f} s after the last signup")
     if workload.crash_at is not None and run.crashed_at is None:
@@ -279,7 +287,7 @@ def _burst(design: Design, provider: Provider, workload: Workload, run: Run) -> 
     design.burst(emails)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if len(provider.accepted("burst")) >= len(emails):
+        if provider.accepted_count("burst") >= len(emails):
             break
         time.sleep(0.2)
     times = [at for at, to, status in provider.requests() if status < 300 and to[:5] == "burst"]

@@ -59,6 +59,8 @@ class Supabase(Design):
             "EMAIL_FROM": "noreply@example.com",
         }
         self.conn = psycopg.connect(cluster.url(), autocommit=True, row_factory=dict_row)
+        if self.mode == "poll":  # the loop replaces the once-a-minute invocation
+            self.conn.execute("SELECT cron.unschedule('process-email-queue')")
         self._start_function()
         argv = [sys.executable, "-m", "compare.supabase.invoker", "--mode", self.mode,
                 "--function-url", self.function_url, "--interval", str(POLL_INTERVAL)]  # fmt: skip
