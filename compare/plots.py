@@ -14,6 +14,8 @@ COLOURS = {
 
 
 def _pyplot() -> Any:
+    # deferred: matplotlib loads in a second; only drawing needs it, and the Agg backend
+    # must be chosen before pyplot is imported
     import matplotlib
 
     matplotlib.use("Agg")

@@ -59,7 +59,13 @@ def measured_rows(f: dict[str, dict[str, Any]], names: list[str]) -> list[list[s
         row("the unknown-type job", lambda x: x["unknown_type"]),
         row("drain after the outage", lambda x: num(x["drain_after_outage_s"], " s")),
         row("provider requests", lambda x: num(x["provider_requests"])),
+        row("machine load average (1/5/15 min) at the end", _load),
     ]
+
+
+def _load(x: dict[str, Any]) -> str:
+    load = x.get("load_average")
+    return " / ".join(f"{v:.1f}" for v in load) if load else "–"
 
 
 def _delivered_dead(x: dict[str, Any]) -> str:
@@ -114,7 +120,7 @@ def write(results: dict[str, Any], docs: Path) -> None:
         "the same faults, on one 2-core machine. Regenerate it with one command:",
         "",
         "```sh",
-        "make compare     # about 25 minutes; installs what it needs (Debian PG 15 + pg_cron, npm)",
+        "make compare   # about 25 minutes; installs Debian PostgreSQL 15 + pg_cron, npm packages",
         "```",
         "",
         f"Measured {results['measured_at']} on this project's 2-core machine; every figure",
@@ -151,7 +157,7 @@ def write(results: dict[str, Any], docs: Path) -> None:
         "",
         f"![Delivered over time across the outage]({OUTAGE_PNG})",
         "",
-        *observations(figures),
+        *observations(results),
         "",
         "## The case study's claims next to the measurements",
         "",

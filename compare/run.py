@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import sys
@@ -34,6 +35,7 @@ RESULTS = ROOT / "docs" / "comparison.json"
 
 
 def designs() -> dict[str, Callable[[], Design]]:
+    # deferred: --report-only needs none of the designs (nor their Prefect imports)
     from compare.cloudflare.design import Cloudflare
     from compare.supabase.design import Supabase
     from compare.taskflow_design import TaskflowJobs
@@ -134,6 +136,7 @@ def main() -> None:
         run = run_design(name, table[name], workload, logs)
         results["figures"][name] = figures.compute(run)
         results["series"][name] = figures.series(run)
+        results["figures"][name]["load_average"] = [round(v, 1) for v in os.getloadavg()]
         brief = {k: v for k, v in results["figures"][name].items() if k != "operator"}
         say(f"{name}: {json.dumps(brief)}")
     RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")

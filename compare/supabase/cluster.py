@@ -30,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def pgmq_sql() -> Path:
+    # deferred: the wheel is only the carrier of pgmq.sql; importing it is not needed else
     import pgmq
 
     return Path(pgmq.__file__).resolve().parent / "sql" / "pgmq.sql"
