@@ -54,7 +54,7 @@ class BlockNames:
 def _apprise_quiet() -> Iterator[None]:
     """Building a SlackWebhook block makes Apprise parse its URL, and Apprise logs an ERROR
     for any Slack-compatible URL that is not hooks.slack.com (a proxy, Mattermost, a test
-    stand-in). We never send through Apprise (`taskflow_jobs.slack` posts the JSON itself),
+    stand-in). We never send through Apprise (`taskflow_jobs.reports.slack` posts the JSON itself),
     so that line is noise in every flow run's log: silence Apprise while the block is built.
     """
     apprise = logging.getLogger("apprise")

@@ -8,8 +8,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.common import flow_settings
-from taskflow_jobs import cleanup as cleaning
 from taskflow_jobs import db
+from taskflow_jobs.jobs import retention as cleaning
 
 
 def _run_name() -> str:

@@ -11,7 +11,7 @@ from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
 from blocks import settings_from_blocks
-from taskflow_jobs import slack
+from taskflow_jobs.reports import slack
 from taskflow_jobs.settings import Settings, load_settings
 
 # Deployments ship the library's loggers to the run's logs (PREFECT_LOGGING_EXTRA_LOGGERS in

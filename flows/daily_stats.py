@@ -6,8 +6,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.common import flow_settings, post_to_slack
-from taskflow_jobs import db, summaries
-from taskflow_jobs.stats import resolve_day
+from taskflow_jobs import db
+from taskflow_jobs.reports import summaries
+from taskflow_jobs.reports.stats import resolve_day
 
 
 def _run_name() -> str:

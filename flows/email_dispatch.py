@@ -27,10 +27,10 @@ from prefect.states import Failed, State
 from prefect.tasks import Task, exponential_backoff
 
 from flows.common import flow_settings
-from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
 from taskflow_jobs.email.outcomes import Action, DispatchStats, Outcome
-from taskflow_jobs.email.sharing import dispatcher_for_run
+from taskflow_jobs.email.worker.batch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
+from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
+from taskflow_jobs.email.worker.sharing import dispatcher_for_run
 
 DEAD_LETTER_EVENT = "taskflow.email.dead-lettered"
 DEAD_LETTERED = "DeadLettered"  # the name of the final state of a run that dead-lettered

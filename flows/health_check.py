@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.common import flow_settings, post_to_slack, too_late
-from taskflow_jobs import health, incidents
+from taskflow_jobs.monitoring import health, incidents
 
 FIRST_LOOKBACK = dt.timedelta(hours=1)
 

@@ -6,7 +6,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.common import flow_settings, post_to_slack, too_late
-from taskflow_jobs import db, summaries
+from taskflow_jobs import db
+from taskflow_jobs.reports import summaries
 from taskflow_jobs.settings import EMAIL_QUEUE
 
 

@@ -14,17 +14,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskflow_jobs.errors import SettingsError
+
 EMAIL_QUEUE = "email_notifications"
+
+__all__ = [
+    "EMAIL_QUEUE",
+    "EmailProvider",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+]
 
 
 class EmailProvider(StrEnum):
     console = "console"
     smtp = "smtp"
     sendgrid = "sendgrid"
-
-
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
 
 
 class Settings(BaseSettings):

@@ -13,8 +13,8 @@ import pytest
 from psycopg import sql
 
 from taskflow_jobs import db
-from taskflow_jobs.schema_dump import with_database
-from taskflow_jobs.testing.sendgrid_stub import SendGridStub, StubServer
+from taskflow_jobs.db.schema_dump import with_database
+from taskflow_jobs.devstack.sendgrid_stub import SendGridStub, StubServer
 from tests.slack_stub import SlackStub, start_slack_stub
 from tests.support.dispatch_helpers import API_KEY
 

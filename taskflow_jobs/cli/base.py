@@ -10,10 +10,10 @@ from typing import Annotated, Any
 import psycopg
 import typer
 
+from deployments.deploy import DeployError
 from taskflow_jobs import db
-from taskflow_jobs.deploy import DeployError
+from taskflow_jobs.errors import PortInUse, StartupError
 from taskflow_jobs.settings import Settings, SettingsError, get_settings
-from taskflow_jobs.system import PortInUse, StartupError
 
 app = typer.Typer(
     add_completion=False,

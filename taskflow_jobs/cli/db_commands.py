@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from taskflow_jobs import db, queue
+from taskflow_jobs import db
 from taskflow_jobs.cli.base import CliError, command, database_url, settings
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 
 
@@ -27,7 +28,7 @@ def schema(
     write: Annotated[bool, typer.Option(help="Rewrite taskflow_jobs/sql/schema.sql")] = False,
 ) -> None:
     """Print the schema that the migrations produce (pg_dump of a scratch database)."""
-    from taskflow_jobs.schema_dump import dump_migrated_schema
+    from taskflow_jobs.db.schema_dump import dump_migrated_schema
 
     text = dump_migrated_schema(settings())
     if write:
@@ -72,7 +73,7 @@ def psql(ctx: typer.Context) -> None:
     """psql on the app database (the embedded server's own psql); extra arguments pass on."""
     import subprocess
 
-    from taskflow_jobs.schema_dump import pg_dump_binary
+    from taskflow_jobs.db.schema_dump import pg_dump_binary
 
     url = database_url()
     binary = pg_dump_binary().with_name("psql")

@@ -20,7 +20,7 @@ def deploy(
     ] = None,
 ) -> None:
     """Create the work pool, blocks and variable, then `prefect --no-prompt deploy --all`."""
-    from taskflow_jobs import deploy as deploying
+    from deployments import deploy as deploying
 
     try:
         result = deploying.deploy(

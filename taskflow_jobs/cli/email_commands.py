@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskflow_jobs import db, queue
+from taskflow_jobs import db
 from taskflow_jobs.cli.base import CliError, _friendly, app, command, database_url
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import query
 
@@ -40,7 +41,7 @@ def consume() -> None:
     """
     from flows.common import flow_settings
     from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
-    from taskflow_jobs.email.consumer import Consumer, run_until_signalled
+    from taskflow_jobs.email.worker.consumer import Consumer, run_until_signalled
 
     # the same settings the flow runs read (the Prefect blocks over the environment): the
     # runs share this process's dispatcher, so its provider must be the blocks' provider

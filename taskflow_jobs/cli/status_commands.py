@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskflow_jobs import status as status_lib
 from taskflow_jobs.cli.base import CliError, command, database_url
+from taskflow_jobs.monitoring import status as status_lib
 
 
 def _when(value: datetime | None) -> str:

@@ -32,8 +32,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from taskflow_jobs import system
-from taskflow_jobs.local import wait_for_worker
+from taskflow_jobs import net
+from taskflow_jobs.devstack import processes
+from taskflow_jobs.devstack.up import wait_for_worker
 from tests.conftest import TEMPLATE, create_database, drop_database
 from tests.slack_stub import SlackStub, start_slack_stub
 
@@ -50,7 +51,7 @@ def socket_dir(url: str) -> str:
 class PrefectServer:
     api_url: str
     env: dict[str, str]
-    supervisor: system.Supervisor
+    supervisor: processes.Supervisor
     log_dir: Path
 
     @contextlib.contextmanager
@@ -75,10 +76,10 @@ def prefect_server(
     asyncpg_url = (
         f"postgresql+asyncpg://postgres@/{PREFECT_DATABASE}?host={socket_dir(pg_admin_url)}"
     )
-    env = system.prefect_server_env(root / "home", asyncpg_url, system.free_port())
-    supervisor = system.Supervisor(root / "logs")
+    env = processes.prefect_server_env(root / "home", asyncpg_url, net.free_port())
+    supervisor = processes.Supervisor(root / "logs")
     try:
-        system.start_prefect_server(supervisor, env, timeout=120)
+        processes.start_prefect_server(supervisor, env, timeout=120)
     except Exception:
         supervisor.stop()
         raise
@@ -109,7 +110,7 @@ class Deployed:
     slack: SlackStub
     deploy_output: str
     worker_env: dict[str, str]
-    worker: system.Child
+    worker: processes.Child
     runs: list = field(default_factory=list)
 
     def run(self, name: str, parameters: dict | None = None, timeout: float = 240):

@@ -21,7 +21,7 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.events import Event
 from prefect.states import Completed, Running
 
-from taskflow_jobs import automations
+from deployments import automations
 from taskflow_jobs.webhooks.events import PrefectEvents
 from tests.e2e.conftest import Deployed
 from tests.support.waiting import wait_for

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from taskflow_jobs import db, stats
+from taskflow_jobs import db
+from taskflow_jobs.reports import stats
 from taskflow_jobs.sql import query
 
 BERLIN = ZoneInfo("Europe/Berlin")

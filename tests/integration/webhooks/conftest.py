@@ -21,7 +21,8 @@ import psycopg
 import pytest
 import uvicorn
 
-from taskflow_jobs import db, system
+from taskflow_jobs import db, net
+from taskflow_jobs.devstack import processes
 from taskflow_jobs.settings import load_settings
 from taskflow_jobs.webhooks import create_app, store
 from taskflow_jobs.webhooks.auth import sign
@@ -33,7 +34,7 @@ SECRET = "test-webhook-secret-0123456789"
 @contextmanager
 def serve_in_thread(app: Any) -> Iterator[str]:
     """Serve `app` with uvicorn on a free loopback port until the block ends."""
-    port = system.free_port()
+    port = net.free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
@@ -141,10 +142,10 @@ def prefect_api_url(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory)
     create_database(pg_admin_url, name)
     asyncpg_url = f"postgresql+asyncpg://postgres@/{name}?host={admin['host']}"
     home: Path = tmp_path_factory.mktemp("prefect-home")
-    env = system.prefect_server_env(home, asyncpg_url, system.free_port())
-    supervisor = system.Supervisor(home / "logs")
+    env = processes.prefect_server_env(home, asyncpg_url, net.free_port())
+    supervisor = processes.Supervisor(home / "logs")
     try:
-        system.start_prefect_server(supervisor, env, timeout=240)
+        processes.start_prefect_server(supervisor, env, timeout=240)
         yield env["PREFECT_API_URL"]
     finally:
         supervisor.stop()

@@ -195,7 +195,7 @@ def _deploy(
     echo("running `prefect --no-prompt deploy --all` …")
     run_prefect_deploy(project, api)
     from blocks import BlockNames
-    from taskflow_jobs.automations import apply_for
+    from deployments.automations import apply_for
 
     for name, what in apply_for(settings, BlockNames(settings.block_prefix).alerts).items():
         echo(f"automation {name!r}: {what}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from taskflow_jobs.stats import DayStats, EmailTotals
+from taskflow_jobs.reports.stats import DayStats, EmailTotals
 
 METRICS = {"new_tasks": "New tasks", "completed_tasks": "Completed tasks", "new_users": "New users"}
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from taskflow_jobs import db, system
+from taskflow_jobs import db, errors, net
+from taskflow_jobs.devstack import processes
 from taskflow_jobs.settings import Settings
 
 WORKER_POLL_SECONDS = 5
@@ -35,7 +36,7 @@ class Stack:
     prefect_api_url: str
     prefect_env: dict[str, str]
     embedded: db.EmbeddedPostgres | None
-    supervisor: system.Supervisor
+    supervisor: processes.Supervisor
     webhook_url: str | None = None
     webhook_secret_file: Path | None = None
     deploy_lines: list[str] = field(default_factory=list)
@@ -86,16 +87,16 @@ def prefect_database_url(settings: Settings, embedded: db.EmbeddedPostgres | Non
 
 def check_ports(settings: Settings, prefect_port: int, webhooks: bool) -> None:
     """Before starting anything: every port we will listen on is free (else name the setting)."""
-    system.check_port_free("127.0.0.1", prefect_port, "the Prefect server", "TASKFLOW_PREFECT_PORT")
+    net.check_port_free("127.0.0.1", prefect_port, "the Prefect server", "TASKFLOW_PREFECT_PORT")
     if webhooks:
-        system.check_port_free(
+        net.check_port_free(
             settings.webhook_host, settings.webhook_port, "the webhook receiver", "WEBHOOK_PORT"
         )
 
 
 def start_stack(
     settings: Settings,
-    supervisor: system.Supervisor,
+    supervisor: processes.Supervisor,
     *,
     prefect_port: int | None = None,
     echo: Callable[[str], None] = print,
@@ -106,11 +107,11 @@ def start_stack(
     applied = db.migrate(url)
     echo(f"database ready ({len(applied)} migration(s) applied)")
     port = prefect_port or settings.prefect_port
-    prefect_env = system.prefect_server_env(
+    prefect_env = processes.prefect_server_env(
         settings.data_dir.resolve() / "prefect", prefect_database_url(settings, embedded), port
     )
     echo(f"starting the Prefect server on port {port} (about 15 s)…")
-    system.start_prefect_server(supervisor, prefect_env)
+    processes.start_prefect_server(supervisor, prefect_env)
     settings = settings.model_copy(update={"database_url": url, "prefect_port": port})
     return Stack(settings, url, prefect_env["PREFECT_API_URL"], prefect_env, embedded, supervisor)
 
@@ -129,12 +130,12 @@ def webhook_secret(stack: Stack) -> str:
 
 def deploy_everything(stack: Stack, echo: Callable[[str], None]) -> None:
     """Work pool, blocks (written from this environment), deployments, automations."""
-    from taskflow_jobs.deploy import deploy
+    from deployments.deploy import deploy
 
     deploy(stack.settings, api=stack.prefect_api_url, overwrite_blocks=True, echo=echo)
 
 
-def start_worker(stack: Stack) -> system.Child:
+def start_worker(stack: Stack) -> processes.Child:
     env = {
         **stack.child_env(),
         "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS),
@@ -150,20 +151,20 @@ def taskflow_jobs_argv(*args: str) -> list[str]:
     return [str(Path(sys.executable).parent / "taskflow-jobs"), *args]
 
 
-def start_consumer(stack: Stack) -> system.Child:
+def start_consumer(stack: Stack) -> processes.Child:
     return stack.supervisor.start("consumer", taskflow_jobs_argv("consume"), stack.child_env())
 
 
-def start_receiver(stack: Stack) -> system.Child:
+def start_receiver(stack: Stack) -> processes.Child:
     env = {**stack.child_env(), "WEBHOOK_SECRET": webhook_secret(stack)}
     child = stack.supervisor.start("webhooks", taskflow_jobs_argv("webhooks"), env)
     host, port = stack.settings.webhook_host, stack.settings.webhook_port
     stack.webhook_url = f"http://{host}:{port}"
-    system.wait_for_http(f"{stack.webhook_url}/healthz", 60, child.process, child.log_path)
+    net.wait_for_http(f"{stack.webhook_url}/healthz", 60, child.process, child.log_path)
     return child
 
 
-def wait_for_worker(api_url: str, supervisor: system.Supervisor, timeout: float = 60) -> None:
+def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: float = 60) -> None:
     """Until a worker polls the `taskflow-jobs` pool; fail early if any child exits."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -178,12 +179,12 @@ def wait_for_worker(api_url: str, supervisor: system.Supervisor, timeout: float 
                 return
             dead = supervisor.exited()
             if dead:
-                raise system.StartupError(
+                raise errors.StartupError(
                     f"{dead[0].name} exited with {dead[0].process.returncode}; "
                     f"see its log {dead[0].log_path}"
                 )
             time.sleep(0.5)
-    raise system.StartupError(f"no worker polled the work pool within {timeout:.0f}s")
+    raise errors.StartupError(f"no worker polled the work pool within {timeout:.0f}s")
 
 
 def request_run(stack: Stack, deployment: str, parameters: dict[str, Any] | None = None) -> Any:
@@ -197,7 +198,7 @@ def request_run(stack: Stack, deployment: str, parameters: dict[str, Any] | None
 
 def start_system(
     settings: Settings,
-    supervisor: system.Supervisor,
+    supervisor: processes.Supervisor,
     *,
     prefect_port: int | None = None,
     echo: Callable[[str], None] = print,
@@ -251,9 +252,9 @@ def banner(stack: Stack) -> list[str]:
 
 def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
     """`make run`: start everything, seed demo data on the first run, wait for Ctrl-C."""
-    from taskflow_jobs import demo
+    from taskflow_jobs.devstack import demo
 
-    supervisor = system.Supervisor(settings.data_dir.resolve() / "logs")
+    supervisor = processes.Supervisor(settings.data_dir.resolve() / "logs")
     with stopping_on_signals():
         try:
             print("starting taskflow-jobs (Ctrl-C stops everything)…", flush=True)
@@ -272,7 +273,7 @@ def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
             print("stopped.", flush=True)
 
 
-def stop_all(supervisor: system.Supervisor) -> None:
+def stop_all(supervisor: processes.Supervisor) -> None:
     """Stop every child; a second Ctrl-C must not leave half of them running."""
     previous = (
         signal.signal(signal.SIGINT, signal.SIG_IGN),
@@ -285,7 +286,7 @@ def stop_all(supervisor: system.Supervisor) -> None:
         signal.signal(signal.SIGTERM, previous[1])
 
 
-def watch(supervisor: system.Supervisor) -> None:
+def watch(supervisor: processes.Supervisor) -> None:
     """Until interrupted: a child that dies stops the whole system, naming its log."""
     while True:
         dead = supervisor.exited()

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 
 from taskflow_jobs.db import database_url
-from taskflow_jobs.email.dispatch import Dispatcher
+from taskflow_jobs.email.worker.batch import Dispatcher
 from taskflow_jobs.settings import Settings
 
 _shared: ContextVar[Dispatcher | None] = ContextVar("taskflow_email_dispatcher", default=None)

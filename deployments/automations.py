@@ -25,8 +25,8 @@ from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
+from taskflow_jobs.monitoring.status import FLOW_NAMES
 from taskflow_jobs.settings import Settings
-from taskflow_jobs.status import FLOW_NAMES
 
 PREFIX = "taskflow-jobs: "
 FAILED = PREFIX + "flow run failed or crashed"

@@ -14,8 +14,9 @@ from typing import Any
 
 import httpx
 
-from taskflow_jobs import db, queue
-from taskflow_jobs.deploy import schedule_text
+from deployments.deploy import schedule_text
+from taskflow_jobs import db
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.sql import query
 
 FLOW_NAMES = ("email-dispatch", "daily-stats", "health-check", "cleanup", "weekly-summary")

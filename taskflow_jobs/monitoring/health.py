@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from taskflow_jobs import db, queue
-from taskflow_jobs.incidents import Problem
+from taskflow_jobs import db
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.monitoring.incidents import Problem
 from taskflow_jobs.settings import Settings
 from taskflow_jobs.sql import query
 

@@ -32,7 +32,6 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from taskflow_jobs import queue
 from taskflow_jobs.backoff import RetryPolicy
 from taskflow_jobs.db import DatabaseUnavailable, connect, redact_url
 from taskflow_jobs.email.compose import (
@@ -56,7 +55,8 @@ from taskflow_jobs.email.providers import (
     create_provider,
 )
 from taskflow_jobs.email.render import Renderer, TemplateProblem
-from taskflow_jobs.email.wakeup import Listener, Waker, wait_for
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.jobs.wakeup import Listener, Waker, wait_for
 from taskflow_jobs.settings import EMAIL_QUEUE, Settings
 from taskflow_jobs.sql import query
 

@@ -3,7 +3,7 @@
 It checks the bearer key and that the body is JSON, records every request with the time
 it arrived, and can be told per request to answer 400, 429 with Retry-After, 500, or to
 hang. Runs in a thread (`StubServer`, for tests) or as a process
-(`python -m taskflow_jobs.testing.sendgrid_stub --port N`, for benchmarks), where
+(`python -m taskflow_jobs.devstack.sendgrid_stub --port N`, for benchmarks), where
 `GET /_stub/received` returns what it recorded and `DELETE /_stub/received` clears it.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 
-from taskflow_jobs.system import free_port
+from taskflow_jobs.net import free_port
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class _MaskUrl(logging.Filter):
 
 
 def _sdk_logger(url: str) -> logging.Logger:
-    logger = logging.getLogger("taskflow_jobs.slack.sdk")
+    logger = logging.getLogger("taskflow_jobs.reports.slack.sdk")
     logger.filters[:] = [_MaskUrl(url)]
     return logger
 

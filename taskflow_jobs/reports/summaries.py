@@ -8,20 +8,20 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from taskflow_jobs import reports, stats
+from taskflow_jobs.reports import render, stats
 
 
 @dataclass(frozen=True)
 class DailyResult:
     run: stats.StatsRun
-    report: reports.Report
+    report: render.Report
 
 
 def daily(conn: psycopg.Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int) -> DailyResult:
     """Recompute `day`, fill missing days, and report on the 14 days ending at `day`."""
     run = stats.run_daily_stats(conn, day, tz, catch_up_days)
     rows = stats.history(conn, day - dt.timedelta(days=13), day)
-    return DailyResult(run, reports.daily_report(rows, day, tz.key, run.filled))
+    return DailyResult(run, render.daily_report(rows, day, tz.key, run.filled))
 
 
 def week_ending(
@@ -31,7 +31,7 @@ def week_ending(
     return stats.resolve_day(value, tz, now)
 
 
-def weekly(conn: psycopg.Connection, last: dt.date, tz: ZoneInfo, queue: str) -> reports.Report:
+def weekly(conn: psycopg.Connection, last: dt.date, tz: ZoneInfo, queue: str) -> render.Report:
     """The 7 days ending at `last`: daily_stats (missing days filled first) and email totals."""
     first = last - dt.timedelta(days=6)
     stats.fill_missing(conn, first, last, tz)
@@ -39,4 +39,4 @@ def weekly(conn: psycopg.Connection, last: dt.date, tz: ZoneInfo, queue: str) ->
     start, _ = stats.day_bounds(first, tz)
     _, end = stats.day_bounds(last, tz)
     email = stats.email_totals(conn, queue, start, end)
-    return reports.weekly_report(rows, first, last, tz.key, email)
+    return render.weekly_report(rows, first, last, tz.key, email)

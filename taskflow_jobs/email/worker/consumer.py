@@ -22,10 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from taskflow_jobs.backoff import exponential_ceiling
-from taskflow_jobs.email.dispatch import Dispatcher
 from taskflow_jobs.email.providers import Provider
-from taskflow_jobs.email.sharing import sharing
-from taskflow_jobs.email.wakeup import wait_for
+from taskflow_jobs.email.worker.batch import Dispatcher
+from taskflow_jobs.email.worker.sharing import sharing
+from taskflow_jobs.jobs.wakeup import wait_for
 from taskflow_jobs.settings import Settings
 
 log = logging.getLogger(__name__)

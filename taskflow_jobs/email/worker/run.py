@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskflow_jobs.email.dispatch import Dispatcher, Ticket
 from taskflow_jobs.email.outcomes import DispatchStats
+from taskflow_jobs.email.worker.batch import Dispatcher, Ticket
 
 log = logging.getLogger(__name__)
 

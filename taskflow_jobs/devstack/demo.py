@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from taskflow_jobs import db, local, system
+from taskflow_jobs import db, net
+from taskflow_jobs.devstack import processes, up
 from taskflow_jobs.settings import EmailProvider, Settings
 from taskflow_jobs.sql import query
 
@@ -65,7 +66,7 @@ class Step:
 
 @dataclass
 class Demo:
-    stack: local.Stack
+    stack: up.Stack
     steps: list[Step] = field(default_factory=list)
 
     def step(self, name: str, action: Callable[[], str]) -> None:
@@ -128,7 +129,7 @@ class Demo:
             "data": {"to": "ops@example.com", "subject": "Hello from the demo",
                      "body": "Sent through POST /api/notify."},
         }).encode()  # fmt: skip
-        secret = local.webhook_secret(self.stack)
+        secret = up.webhook_secret(self.stack)
         headers = {"Content-Type": "application/json", **sign(secret, body)}
         response = httpx.post(f"{self.stack.webhook_url}/api/notify", content=body,
                               headers=headers, timeout=30)  # fmt: skip
@@ -167,8 +168,8 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
             "slack_webhook_url": None,
             "webhook_secret": None,
             "webhook_host": "127.0.0.1",
-            "webhook_port": system.free_port(),
-            "prefect_port": system.free_port(),
+            "webhook_port": net.free_port(),
+            "prefect_port": net.free_port(),
         }
     )
 
@@ -176,12 +177,12 @@ def demo_settings(settings: Settings, data_dir: Path) -> Settings:
 def run_demo(settings: Settings, *, keep: bool = False, echo: Callable[[str], None] = print) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="taskflow-demo-"))
     settings = demo_settings(settings, data_dir)
-    supervisor = system.Supervisor(data_dir / "logs")
+    supervisor = processes.Supervisor(data_dir / "logs")
     demo: Demo | None = None
     started = time.monotonic()
     try:
-        with local.stopping_on_signals():
-            stack = local.start_system(settings, supervisor, echo=echo)
+        with up.stopping_on_signals():
+            stack = up.start_system(settings, supervisor, echo=echo)
             demo = Demo(stack)
             demo.step("demo data", lambda: seed_if_empty(stack.database_url) or "already there")
             demo.step("signup → welcome email", demo.signup)
@@ -195,7 +196,7 @@ def run_demo(settings: Settings, *, keep: bool = False, echo: Callable[[str], No
         keep = True
         return 1
     finally:
-        local.stop_all(supervisor)
+        up.stop_all(supervisor)
         db.stop_embedded(data_dir)
         if demo is not None:
             for step in demo.steps:
