@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
 from prefect.blocks.system import Secret
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr, ValidationError
 
 from blocks.email import TaskflowEmail
@@ -73,14 +76,11 @@ def _slack_block(url: SecretStr) -> SlackWebhook:
 
 def prefect_api_configured() -> bool:
     """Without PREFECT_API_URL, Prefect would start a throwaway server just to find no blocks."""
-    from prefect.settings import PREFECT_API_URL
 
     return bool(PREFECT_API_URL.value())
 
 
 def _exists(name: str, block_type_slug: str) -> bool:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:

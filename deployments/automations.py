@@ -19,13 +19,14 @@ from datetime import timedelta
 from uuid import UUID
 
 from prefect.automations import AutomationCore
-from prefect.client.orchestration import PrefectClient
+from prefect.blocks.notifications import CustomWebhookNotificationBlock
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
-from taskflow_jobs.monitoring.status import FLOW_NAMES
+from taskflow_jobs.monitoring.prefect_api import FLOW_NAMES
 from taskflow_jobs.settings import Settings
 
 PREFIX = "taskflow-jobs: "
@@ -142,7 +143,6 @@ def policy_from(settings: Settings) -> AlertPolicy:
 
 def slack_block_id(name: str) -> UUID | None:
     """The id of the notification block automations post through, if it exists."""
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     try:
         block = CustomWebhookNotificationBlock.load(name, _sync=True)
@@ -153,7 +153,6 @@ def slack_block_id(name: str) -> UUID | None:
 
 def apply_for(settings: Settings, slack_block: str) -> dict[str, str]:
     """Create or update our automations on the current Prefect API."""
-    from prefect.client.orchestration import get_client
 
     wanted = definitions(slack_block_id(slack_block), policy_from(settings))
 

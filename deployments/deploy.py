@@ -15,16 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.variables import Variable
 
+from blocks import BlockNames, register_blocks
+from deployments.automations import apply_for
+from taskflow_jobs.errors import DeployError
+from taskflow_jobs.monitoring.prefect_api import (
+    WORK_POOL,
+    WORK_POOL_TYPE,
+    Deployment,
+    list_deployments,
+)
 from taskflow_jobs.settings import Settings
 
-WORK_POOL = "taskflow-jobs"
-WORK_POOL_TYPE = "process"
 PROJECT_DIR_VARIABLE = "taskflow_project_dir"
-
-
-class DeployError(RuntimeError):
-    """Deploying cannot go on; the message says what to do."""
 
 
 def project_dir() -> Path:
@@ -39,7 +47,6 @@ def project_dir() -> Path:
 
 
 def api_url() -> str:
-    from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
     if not url:
@@ -68,9 +75,6 @@ def check_api(url: str, timeout: float = 5.0) -> None:
 
 def ensure_work_pool(name: str = WORK_POOL) -> bool:
     """Create the process work pool unless it exists; True when it was created."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
@@ -91,7 +95,6 @@ def ensure_work_pool(name: str = WORK_POOL) -> bool:
 
 def set_project_dir(path: Path) -> None:
     """Where workers run the flows from (the pull step reads this variable)."""
-    from prefect.variables import Variable
 
     Variable.set(PROJECT_DIR_VARIABLE, str(path), overwrite=True)
 
@@ -112,50 +115,12 @@ def run_prefect_deploy(project: Path, api: str, timeout: float = 600) -> str:
     return output
 
 
-def schedule_text(schedule: object) -> str:
-    """`0 1 * * * (UTC)` for a cron schedule; Prefect's own text for the others."""
-    cron = getattr(schedule, "cron", None)
-    return f"{cron} ({getattr(schedule, 'timezone', None) or 'UTC'})" if cron else str(schedule)
-
-
-@dataclass(frozen=True)
-class DeploymentInfo:
-    name: str
-    flow: str
-    work_pool: str | None
-    schedules: list[str]
-    concurrency: str
-
-
-def list_deployments(work_pool: str = WORK_POOL) -> list[DeploymentInfo]:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import WorkPoolFilter, WorkPoolFilterName
-
-    pools = WorkPoolFilter(name=WorkPoolFilterName(any_=[work_pool]))
-    out = []
-    with get_client(sync_client=True) as client:
-        for d in client.read_deployments(work_pool_filter=pools):
-            flow = client.read_flow(d.flow_id).name
-            schedules = [
-                schedule_text(s.schedule) + ("" if s.active else " paused") for s in d.schedules
-            ]
-            options = d.concurrency_options
-            limit = d.global_concurrency_limit.limit if d.global_concurrency_limit else None
-            concurrency = (
-                f"{limit} ({options.collision_strategy.value})"
-                if limit and options
-                else str(limit or "-")
-            )
-            out.append(DeploymentInfo(d.name, flow, d.work_pool_name, schedules, concurrency))
-    return sorted(out, key=lambda d: d.flow)
-
-
 @dataclass
 class DeployResult:
     api_url: str
     work_pool_created: bool
     blocks: dict[str, str] = field(default_factory=dict)
-    deployments: list[DeploymentInfo] = field(default_factory=list)
+    deployments: list[Deployment] = field(default_factory=list)
 
 
 def deploy(
@@ -170,8 +135,6 @@ def deploy(
     `api` overrides PREFECT_API_URL (`taskflow-jobs up` passes the server it started).
     """
     if api:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
         with temporary_settings(updates={PREFECT_API_URL: api}):
             return _deploy(settings, overwrite_blocks, echo)
     return _deploy(settings, overwrite_blocks, echo)
@@ -180,7 +143,6 @@ def deploy(
 def _deploy(
     settings: Settings, overwrite_blocks: bool, echo: Callable[[str], None]
 ) -> DeployResult:
-    from blocks import register_blocks
 
     project = project_dir()
     api = api_url()
@@ -194,8 +156,6 @@ def _deploy(
     echo(f"variable {PROJECT_DIR_VARIABLE} = {project}")
     echo("running `prefect --no-prompt deploy --all` …")
     run_prefect_deploy(project, api)
-    from blocks import BlockNames
-    from deployments.automations import apply_for
 
     for name, what in apply_for(settings, BlockNames(settings.block_prefix).alerts).items():
         echo(f"automation {name!r}: {what}")

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from flows.common import flow_settings, post_to_slack
 from taskflow_jobs import db
+from taskflow_jobs.monitoring.prefect_api import DAILY_STATS
 from taskflow_jobs.reports import summaries
 from taskflow_jobs.reports.stats import resolve_day
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
 
     date = (flow_run.parameters or {}).get("date")
     return f"daily-stats-{date}" if date else "daily-stats-yesterday"
 
 
-@flow(name="daily-stats", flow_run_name=_run_name, log_prints=True)
+@flow(name=DAILY_STATS, flow_run_name=_run_name, log_prints=True)
 def daily_stats(date: str | None = None, catch_up_days: int | None = None) -> dict:
     """Count new tasks, completed tasks and new users for one day in APP_TIMEZONE.
 

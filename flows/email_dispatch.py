@@ -31,6 +31,7 @@ from taskflow_jobs.email.outcomes import Action, DispatchStats, Outcome
 from taskflow_jobs.email.worker.batch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
 from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
 from taskflow_jobs.email.worker.sharing import dispatcher_for_run
+from taskflow_jobs.monitoring.prefect_api import EMAIL_DISPATCH
 
 DEAD_LETTER_EVENT = "taskflow.email.dead-lettered"
 DEAD_LETTERED = "DeadLettered"  # the name of the final state of a run that dead-lettered
@@ -86,7 +87,7 @@ def consumer_label() -> str:
 
 
 @flow(
-    name="email-dispatch",
+    name=EMAIL_DISPATCH,
     flow_run_name=_run_name,
     persist_result=False,
     description="Send queued emails (welcome, task assigned, notifications) in batches.",

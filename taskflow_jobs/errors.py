@@ -17,3 +17,7 @@ class PortInUse(RuntimeError):
 
 class StartupError(RuntimeError):
     """A component of the system did not come up; the message says where its log is."""
+
+
+class DeployError(RuntimeError):
+    """Deploying cannot go on; the message says what to do."""

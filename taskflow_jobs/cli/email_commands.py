@@ -39,6 +39,7 @@ def consume() -> None:
     Each burst of work is an `email-dispatch` flow run in this process, visible in the
     Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
     """
+    # deferred: loads Prefect (~1.5 s); only this command needs it
     from flows.common import flow_settings
     from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
     from taskflow_jobs.email.worker.consumer import Consumer, run_until_signalled
@@ -61,6 +62,7 @@ def dispatch(
     budget: Annotated[float | None, typer.Option(help="Seconds to run at most")] = None,
 ) -> None:
     """Send what is queued now (one `email-dispatch` flow run in drain mode), then exit."""
+    # deferred: loads Prefect (~1.5 s); only this command needs it
     from flows.email_dispatch import dispatch_summary, email_dispatch
 
     database_url()  # fail early, naming the setting, if the database is unreachable

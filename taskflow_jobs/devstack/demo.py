@@ -21,39 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from taskflow_jobs import db, net
 from taskflow_jobs.devstack import processes, up
+from taskflow_jobs.devstack.seed import seed_if_empty
+from taskflow_jobs.monitoring.prefect_api import DAILY_STATS
 from taskflow_jobs.settings import EmailProvider, Settings
 from taskflow_jobs.sql import query
-
-DEMO_USERS = (("Ada Lovelace", "ada@example.com"), ("Grace Hopper", "grace@example.com"),
-              ("Alan Turing", "alan@example.com"))  # fmt: skip
-HISTORY_TASKS = 60
-
-
-def seed_if_empty(url: str) -> str | None:
-    """Users (welcome emails), a week of task history and one assignment, into an empty
-    database; says what it added, or None when the database already had users."""
-    with db.transaction(url) as conn:
-        if conn.execute(query("demo_user_count")).fetchone()["n"]:
-            return None
-        ids = []
-        for days_ago, (name, email) in enumerate(DEMO_USERS):
-            created = datetime.now(UTC) - timedelta(days=days_ago, hours=1)
-            row = conn.execute(
-                query("demo_signup"), {"email": email, "name": name, "created_at": created}
-            ).fetchone()
-            ids.append(row["id"])
-        conn.execute(query("demo_history"), {"creator": ids[0], "count": HISTORY_TASKS})
-        conn.execute(
-            query("demo_assign"),
-            {"title": "Review the launch checklist", "assignee": ids[1], "creator": ids[0]},
-        )
-    return (
-        f"{len(DEMO_USERS)} users (welcome emails), {HISTORY_TASKS} tasks over the last "
-        "8 days, 1 assignment (email)"
-    )
+from taskflow_jobs.webhooks.auth import sign
 
 
 @dataclass
@@ -121,7 +98,6 @@ class Demo:
         return f"task {task} assigned: {path}"
 
     def notify(self) -> str:
-        from taskflow_jobs.webhooks.auth import sign
 
         key = f"demo-{uuid.uuid4()}"
         body = json.dumps({
@@ -140,11 +116,9 @@ class Demo:
         return f"signed POST /api/notify → 202 (job {job}) → {path}"
 
     def daily_stats(self) -> str:
-        from prefect.deployments import run_deployment
-        from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings(updates={PREFECT_API_URL: self.stack.prefect_api_url}):
-            run = run_deployment("daily-stats/daily-stats", timeout=150)
+            run = run_deployment(f"{DAILY_STATS}/{DAILY_STATS}", timeout=150)
         if not run.state or not run.state.is_completed():
             raise RuntimeError(f"daily-stats run {run.name} ended {run.state}")
         yesterday = (datetime.now(self.stack.settings.timezone) - timedelta(days=1)).date()

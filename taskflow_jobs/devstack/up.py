@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.deploy import deploy
 from taskflow_jobs import db, errors, net
-from taskflow_jobs.devstack import processes
+from taskflow_jobs.devstack import processes, seed
+from taskflow_jobs.monitoring.prefect_api import DAILY_STATS, WORK_POOL
 from taskflow_jobs.settings import Settings
 
 WORKER_POLL_SECONDS = 5
@@ -130,8 +136,6 @@ def webhook_secret(stack: Stack) -> str:
 
 def deploy_everything(stack: Stack, echo: Callable[[str], None]) -> None:
     """Work pool, blocks (written from this environment), deployments, automations."""
-    from deployments.deploy import deploy
-
     deploy(stack.settings, api=stack.prefect_api_url, overwrite_blocks=True, echo=echo)
 
 
@@ -141,7 +145,7 @@ def start_worker(stack: Stack) -> processes.Child:
         "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS),
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
-    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", "taskflow-jobs",
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL,
             "--type", "process"]  # fmt: skip
     return stack.supervisor.start("worker", argv, env)
 
@@ -166,8 +170,6 @@ def start_receiver(stack: Stack) -> processes.Child:
 
 def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: float = 60) -> None:
     """Until a worker polls the `taskflow-jobs` pool; fail early if any child exits."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     deadline = time.monotonic() + timeout
     with (
@@ -175,7 +177,7 @@ def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: flo
         get_client(sync_client=True) as client,
     ):
         while time.monotonic() < deadline:
-            if client.read_workers_for_work_pool("taskflow-jobs"):
+            if client.read_workers_for_work_pool(WORK_POOL):
                 return
             dead = supervisor.exited()
             if dead:
@@ -189,8 +191,6 @@ def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: flo
 
 def request_run(stack: Stack, deployment: str, parameters: dict[str, Any] | None = None) -> Any:
     """Schedule a run of `deployment` now (the worker picks it up); returns the flow run."""
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
         return run_deployment(deployment, parameters=parameters or {}, timeout=0)
@@ -252,17 +252,16 @@ def banner(stack: Stack) -> list[str]:
 
 def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
     """`make run`: start everything, seed demo data on the first run, wait for Ctrl-C."""
-    from taskflow_jobs.devstack import demo
 
     supervisor = processes.Supervisor(settings.data_dir.resolve() / "logs")
     with stopping_on_signals():
         try:
             print("starting taskflow-jobs (Ctrl-C stops everything)…", flush=True)
             stack = start_system(settings, supervisor, prefect_port=prefect_port)
-            seeded = demo.seed_if_empty(stack.database_url)
+            seeded = seed.seed_if_empty(stack.database_url)
             if seeded:
                 print(f"demo data: {seeded}", flush=True)
-            run = request_run(stack, "daily-stats/daily-stats")
+            run = request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}")
             print(f"daily-stats report requested: run {run.name!r} (see the UI)", flush=True)
             print("\n".join(banner(stack)), flush=True)
             watch(supervisor)

@@ -16,14 +16,12 @@ import psycopg
 
 from taskflow_jobs import db
 from taskflow_jobs.jobs import queue
+from taskflow_jobs.monitoring import prefect_api
 from taskflow_jobs.monitoring.incidents import Problem
 from taskflow_jobs.settings import Settings
 from taskflow_jobs.sql import query
 
 log = logging.getLogger(__name__)
-
-FLOW_NAMES = ("email-dispatch", "daily-stats", "health-check", "cleanup", "weekly-summary")
-LATE_STATE = "Late"
 
 
 @dataclass(frozen=True)
@@ -133,70 +131,14 @@ def check_queues(conn: psycopg.Connection, settings: Settings, since: dt.datetim
     return checks
 
 
-@dataclass(frozen=True)
-class RunSummary:
-    name: str
-    flow: str
-    state: str
-    when: dt.datetime | None
-
-
-def read_flow_runs(
-    since: dt.datetime, flow_names: tuple[str, ...] = FLOW_NAMES
-) -> tuple[list[RunSummary], list[RunSummary]]:
-    """(failed or crashed since `since`, currently late) runs of our flows, via the Prefect API."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterEndTime,
-        FlowRunFilterState,
-        FlowRunFilterStateName,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    flows = FlowFilter(name=FlowFilterName(any_=list(flow_names)))
-    failed_filter = FlowRunFilter(
-        state=FlowRunFilterState(
-            type=FlowRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED])
-        ),
-        end_time=FlowRunFilterEndTime(after_=since),
-    )
-    late_filter = FlowRunFilter(
-        state=FlowRunFilterState(name=FlowRunFilterStateName(any_=[LATE_STATE]))
-    )
-    with get_client(sync_client=True) as client:
-        flow_names_by_id = {}
-
-        def summarise(runs: list) -> list[RunSummary]:
-            out = []
-            for run in runs:
-                if run.flow_id not in flow_names_by_id:
-                    flow_names_by_id[run.flow_id] = client.read_flow(run.flow_id).name
-                state = run.state.name if run.state else "?"
-                when = run.end_time or run.expected_start_time
-                out.append(RunSummary(run.name, flow_names_by_id[run.flow_id], state, when))
-            return out
-
-        failed = summarise(
-            client.read_flow_runs(flow_filter=flows, flow_run_filter=failed_filter, limit=50)
-        )
-        late = summarise(
-            client.read_flow_runs(flow_filter=flows, flow_run_filter=late_filter, limit=50)
-        )
-    return failed, late
-
-
-def _runs(runs: list[RunSummary], limit: int = 5) -> str:
+def _runs(runs: list[prefect_api.RunSummary], limit: int = 5) -> str:
     names = ", ".join(f"{r.flow}/{r.name} ({r.state})" for r in runs[:limit])
     return names + (f" and {len(runs) - limit} more" if len(runs) > limit else "")
 
 
 def check_flow_runs(settings: Settings, since: dt.datetime) -> list[Check]:
     try:
-        failed, late = read_flow_runs(since)
+        failed, late = prefect_api.read_flow_runs(since)
     except Exception as exc:
         summary = f"Prefect API error while reading flow runs: {type(exc).__name__}: {exc}"[:300]
         return [_failed("prefect flow runs readable", "no", "yes", "prefect_api", summary)]

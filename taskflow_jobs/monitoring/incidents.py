@@ -16,6 +16,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect.variables import Variable
+
 log = logging.getLogger(__name__)
 
 MAX_SUMMARY = 300  # a Prefect Variable holds at most 5,000 characters of JSON
@@ -120,7 +122,6 @@ class VariableStore:
         self.name = name
 
     def load(self) -> HealthState:
-        from prefect.variables import Variable
 
         try:
             return HealthState.from_json(Variable.get(self.name, default=None))
@@ -129,6 +130,5 @@ class VariableStore:
             return HealthState()
 
     def save(self, state: HealthState) -> None:
-        from prefect.variables import Variable
 
         Variable.set(self.name, state.to_json(), overwrite=True)
