@@ -149,7 +149,7 @@ def register_blocks(settings: Settings, *, overwrite: bool = False) -> dict[str,
         elif block is None:
             outcome[name] = f"not created: {why_not}"
         else:
-            block.save(name, overwrite=True)
+            block.save(name, overwrite=True)  # type: ignore[attr-defined]
             outcome[name] = "updated" if exists else "created"
     return outcome
 
@@ -157,7 +157,7 @@ def register_blocks(settings: Settings, *, overwrite: bool = False) -> dict[str,
 def _load(block_type: type, name: str) -> object | None:
     try:
         # _sync: flows may be async (email-dispatch); this is a short blocking read either way
-        return block_type.load(name, _sync=True)
+        return block_type.load(name, _sync=True)  # type: ignore[attr-defined]
     except ValueError as exc:
         if "Unable to find block document" in str(exc):
             return None
@@ -184,9 +184,9 @@ def settings_from_blocks(base: Settings) -> Settings:
     if email is not None:
         updates.update({name: getattr(email, name) for name in EMAIL_FIELDS})
     if slack is not None:
-        updates["slack_webhook_url"] = slack.url
+        updates["slack_webhook_url"] = slack.url  # type: ignore[attr-defined]
     if database is not None:
-        updates["database_url"] = str(database.get())
+        updates["database_url"] = str(database.get())  # type: ignore[attr-defined]
     try:
         return Settings.model_validate({**base.model_dump(), **updates})
     except ValidationError as exc:

@@ -145,10 +145,10 @@ def slack_block_id(name: str) -> UUID | None:
     """The id of the notification block automations post through, if it exists."""
 
     try:
-        block = CustomWebhookNotificationBlock.load(name, _sync=True)
+        block = CustomWebhookNotificationBlock.load(name, _sync=True)  # type: ignore[call-arg]
     except ValueError:
         return None
-    return block._block_document_id
+    return block._block_document_id  # type: ignore[union-attr]
 
 
 def apply_for(settings: Settings, slack_block: str) -> dict[str, str]:

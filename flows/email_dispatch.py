@@ -142,7 +142,7 @@ async def email_dispatch(
         # A failed-type state the run history shows in red; the automations alert on
         # dead letters by count (taskflow.email.dead-lettered), not on this state.
         first = next((o.error for o in stats.problems if o.action is Action.DEAD_LETTERED), "")
-        return Failed(
+        return Failed(  # type: ignore[return-value]
             name=DEAD_LETTERED,
             message=f"{dead} email(s) dead-lettered (first: {first}); see this run's "
             "artifact and `taskflow-jobs dlq list`",
@@ -155,5 +155,5 @@ async def dispatch_summary(state: State) -> dict[str, Any]:
     """The run's summary; a run that only dead-lettered emails did its job. Other
     failures raise."""
     if state.is_failed() and state.name == DEAD_LETTERED:
-        return await state.result(raise_on_failure=False)
+        return await state.result(raise_on_failure=False)  # type: ignore[misc]
     return await state.result()

@@ -223,7 +223,7 @@ def _env_name(loc: tuple) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; raise SettingsError naming every bad variable."""
     try:
-        return Settings(**overrides)
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,6 +1,6 @@
 """The database: connections, the migrations runner, the embedded server, the schema dump."""
 
-from taskflow_jobs.db.connect import connect, redact_reason, redact_url, transaction
+from taskflow_jobs.db.connect import Connection, connect, redact_reason, redact_url, transaction
 from taskflow_jobs.db.embedded import (
     APP_DATABASE,
     PREFECT_DATABASE,
@@ -16,6 +16,7 @@ from taskflow_jobs.errors import DatabaseUnavailable
 
 __all__ = [
     "APP_DATABASE",
+    "Connection",
     "PREFECT_DATABASE",
     "DatabaseUnavailable",
     "EmbeddedPostgres",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -12,6 +13,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from taskflow_jobs.errors import DatabaseUnavailable
+
+# every connection we open returns rows as dicts
+Connection = psycopg.Connection[dict[str, Any]]
 
 
 def redact_url(url: str) -> str:
@@ -23,7 +27,7 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) -> psycopg.Connection:
+def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 10) -> Connection:
     """A psycopg connection with dict rows; connection errors never show the password."""
     try:
         conn = psycopg.connect(
@@ -45,7 +49,7 @@ def redact_reason(reason: str, url: str) -> str:
 
 
 @contextmanager
-def transaction(url: str) -> Iterator[psycopg.Connection]:
+def transaction(url: str) -> Iterator[Connection]:
     """One connection, one transaction: committed on success, rolled back on error."""
     with connect(url) as conn, conn.transaction():
         yield conn

@@ -119,15 +119,15 @@ class Demo:
 
         with temporary_settings(updates={PREFECT_API_URL: self.stack.prefect_api_url}):
             run = run_deployment(f"{DAILY_STATS}/{DAILY_STATS}", timeout=150)
-        if not run.state or not run.state.is_completed():
-            raise RuntimeError(f"daily-stats run {run.name} ended {run.state}")
+        if not run.state or not run.state.is_completed():  # type: ignore[union-attr]
+            raise RuntimeError(f"daily-stats run {run.name} ended {run.state}")  # type: ignore[union-attr]
         yesterday = (datetime.now(self.stack.settings.timezone) - timedelta(days=1)).date()
         with db.connect(self.stack.database_url) as conn:
             row = conn.execute(query("demo_daily_stats"), {"day": yesterday}).fetchone()
         if row is None:
             raise RuntimeError(f"daily-stats completed but wrote no row for {yesterday}")
         return (
-            f"run {run.name!r} completed through the worker; {yesterday}: "
+            f"run {run.name!r} completed through the worker; {yesterday}: "  # type: ignore[union-attr]
             f"{row['new_tasks']} new tasks, {row['completed_tasks']} completed, "
             f"{row['new_users']} new users"
         )

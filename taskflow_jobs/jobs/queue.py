@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
+from taskflow_jobs.db import Connection
 from taskflow_jobs.sql import query
 
 CHANNEL = "jobs_new_message"
@@ -110,12 +111,12 @@ class DeadLetter:
     redrive_count: int
 
 
-def _ids(cur: psycopg.Cursor) -> list[int]:
+def _ids(cur: psycopg.Cursor[Any]) -> list[int]:
     return [row["id"] for row in cur.fetchall()]
 
 
 def send(
-    conn: psycopg.Connection,
+    conn: Connection,
     queue: str,
     payload: dict[str, Any],
     *,
@@ -138,7 +139,7 @@ def send(
 
 
 def send_batch(
-    conn: psycopg.Connection,
+    conn: Connection,
     queue: str,
     payloads: Sequence[dict[str, Any]],
     *,
@@ -155,7 +156,7 @@ def send_batch(
 
 
 def claim(
-    conn: psycopg.Connection,
+    conn: Connection,
     queue: str,
     batch_size: int,
     visibility_timeout: timedelta | float,
@@ -181,11 +182,11 @@ def claim(
         )
         .fetchall()
     )
-    return Batch(token, [Message(*row[:5], row[5] or [], *row[6:]) for row in rows])
+    return Batch(token, [Message(*row[:5], row[5] or [], *row[6:]) for row in rows])  # type: ignore[call-arg]
 
 
 def ack(
-    conn: psycopg.Connection, token: uuid.UUID, ids: Iterable[int], *, now: datetime | None = None
+    conn: Connection, token: uuid.UUID, ids: Iterable[int], *, now: datetime | None = None
 ) -> list[int]:
     """Archive delivered messages; returns the ids that were still leased to `token`."""
     ids = list(ids)
@@ -195,7 +196,7 @@ def ack(
 
 
 def retry_later_many(
-    conn: psycopg.Connection,
+    conn: Connection,
     token: uuid.UUID,
     retries: Iterable[Retry],
     *,
@@ -215,7 +216,7 @@ def retry_later_many(
 
 
 def retry_later(
-    conn: psycopg.Connection,
+    conn: Connection,
     token: uuid.UUID,
     id: int,
     error: str,
@@ -228,7 +229,7 @@ def retry_later(
 
 
 def dead_letter_many(
-    conn: psycopg.Connection,
+    conn: Connection,
     token: uuid.UUID,
     failures: Iterable[Failure],
     *,
@@ -247,7 +248,7 @@ def dead_letter_many(
 
 
 def dead_letter(
-    conn: psycopg.Connection,
+    conn: Connection,
     token: uuid.UUID,
     id: int,
     reason: str,
@@ -259,7 +260,7 @@ def dead_letter(
 
 
 def release(
-    conn: psycopg.Connection, token: uuid.UUID, ids: Iterable[int], *, now: datetime | None = None
+    conn: Connection, token: uuid.UUID, ids: Iterable[int], *, now: datetime | None = None
 ) -> list[int]:
     """Give leased messages back at once, without counting the attempt (clean shutdown)."""
     ids = list(ids)
@@ -269,7 +270,7 @@ def release(
 
 
 def redrive(
-    conn: psycopg.Connection,
+    conn: Connection,
     *,
     ids: Sequence[int] | None = None,
     message_type: str | None = None,
@@ -286,13 +287,13 @@ def redrive(
     return _ids(conn.execute(query("redrive"), params))
 
 
-def metrics(conn: psycopg.Connection, queue: str | None = None) -> list[QueueMetrics]:
+def metrics(conn: Connection, queue: str | None = None) -> list[QueueMetrics]:
     rows = conn.execute(query("metrics"), {"queue": queue}).fetchall()
     return [QueueMetrics(**row) for row in rows]
 
 
 def dead_letters(
-    conn: psycopg.Connection,
+    conn: Connection,
     *,
     queue: str | None = None,
     message_type: str | None = None,
@@ -304,10 +305,10 @@ def dead_letters(
     return [DeadLetter(**row) for row in rows]
 
 
-def next_visible_at(conn: psycopg.Connection, queue: str) -> datetime | None:
+def next_visible_at(conn: Connection, queue: str) -> datetime | None:
     return conn.execute(query("next_visible_at"), {"queue": queue}).fetchone()["at"]
 
 
-def message_state(conn: psycopg.Connection, id: int) -> dict[str, Any] | None:
+def message_state(conn: Connection, id: int) -> dict[str, Any] | None:
     """Where message `id` is now (pending / archived / dead), with its history."""
     return conn.execute(query("message_state"), {"id": id}).fetchone()

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from taskflow_jobs import db
+from taskflow_jobs.db import Connection
 from taskflow_jobs.settings import Settings
 from taskflow_jobs.sql import query
 
@@ -114,13 +115,13 @@ def _next_window(window: dt.timedelta, elapsed: float, target: float) -> dt.time
     return max(MIN_WINDOW, window * factor)
 
 
-def _at(conn: psycopg.Connection, statement: sql.Composed, params: dict) -> dt.datetime | None:
+def _at(conn: Connection, statement: sql.Composed, params: dict) -> dt.datetime | None:
     row = conn.execute(statement, params).fetchone()
     return row["at"] if row else None
 
 
 def purge(
-    conn: psycopg.Connection,
+    conn: Connection,
     retention: Retention,
     *,
     now: dt.datetime,
@@ -182,7 +183,7 @@ def purge(
     return result
 
 
-def set_batch_limits(conn: psycopg.Connection, target_seconds: float) -> None:
+def set_batch_limits(conn: Connection, target_seconds: float) -> None:
     """Cancel a batch that runs 4x past its target (at least 1 s); wait <= 1 s for a lock."""
     timeout_ms = int(max(1.0, 4 * target_seconds) * 1000)
     conn.execute(
@@ -195,7 +196,7 @@ def set_batch_limits(conn: psycopg.Connection, target_seconds: float) -> None:
     )
 
 
-def vacuum(conn: psycopg.Connection, retention: Retention) -> float:
+def vacuum(conn: Connection, retention: Retention) -> float:
     """VACUUM (ANALYZE) one table (no timeout); returns the seconds it took."""
     conn.execute(query("cleanup_vacuum_limits"))
     started = time.perf_counter()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from taskflow_jobs import db
+from taskflow_jobs.db import Connection
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.monitoring import prefect_api
 from taskflow_jobs.monitoring.incidents import Problem
@@ -62,7 +63,7 @@ class HealthReport:
         return [c.row() for c in self.checks]
 
 
-def check_database(url: str, settings: Settings) -> tuple[list[Check], psycopg.Connection | None]:
+def check_database(url: str, settings: Settings) -> tuple[list[Check], Connection | None]:
     """Connect and time the best of three round trips; returns the open connection or None."""
     limit = settings.health_max_db_latency_ms
     try:
@@ -94,7 +95,7 @@ def check_database(url: str, settings: Settings) -> tuple[list[Check], psycopg.C
     return checks, conn
 
 
-def check_queues(conn: psycopg.Connection, settings: Settings, since: dt.datetime) -> list[Check]:
+def check_queues(conn: Connection, settings: Settings, since: dt.datetime) -> list[Check]:
     checks: list[Check] = []
     max_depth, max_age = settings.health_max_queue_depth, settings.health_max_message_age
     for m in queue.metrics(conn):

@@ -90,7 +90,15 @@ async def deployment_statuses() -> list[DeploymentStatus]:
         names = {d.id: d.name for d in found}
         result = []
         order = {name: i for i, name in enumerate(FLOW_NAMES)}
-        for dep in sorted(found, key=lambda d: order.get(flow_names.get(d.flow_id), len(order))):
+        for dep in sorted(
+            found,
+            key=lambda d: order.get(
+                flow_names.get(  # type: ignore[arg-type]
+                    d.flow_id,
+                ),
+                len(order),
+            ),
+        ):
             flow = flow_names.get(dep.flow_id, "?")
             finished = await client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-import psycopg
-
+from taskflow_jobs.db import Connection
 from taskflow_jobs.sql import query
 
 
@@ -95,12 +94,12 @@ def day_bounds(day: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
     return local_midnight(day, tz), local_midnight(day + dt.timedelta(days=1), tz)
 
 
-def missing_days(conn: psycopg.Connection, first: dt.date, last: dt.date) -> list[dt.date]:
+def missing_days(conn: Connection, first: dt.date, last: dt.date) -> list[dt.date]:
     rows = conn.execute(query("missing_stats_days"), {"first": first, "last": last}).fetchall()
     return [row["date"] for row in rows]
 
 
-def refresh(conn: psycopg.Connection, days: Sequence[dt.date], tz: ZoneInfo) -> list[DayStats]:
+def refresh(conn: Connection, days: Sequence[dt.date], tz: ZoneInfo) -> list[DayStats]:
     """Count and upsert `days` in one statement; returns the rows written, oldest first."""
     days = sorted(set(days))
     if not days:
@@ -115,7 +114,7 @@ def refresh(conn: psycopg.Connection, days: Sequence[dt.date], tz: ZoneInfo) -> 
 
 
 def run_daily_stats(
-    conn: psycopg.Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int = 7
+    conn: Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int = 7
 ) -> StatsRun:
     """Recompute `day` and fill the missing days of the `catch_up_days` days ending at it."""
     first = day - dt.timedelta(days=max(catch_up_days, 1) - 1)
@@ -124,15 +123,13 @@ def run_daily_stats(
         return StatsRun(day=day, computed=refresh(conn, sorted(todo), tz))
 
 
-def fill_missing(
-    conn: psycopg.Connection, first: dt.date, last: dt.date, tz: ZoneInfo
-) -> list[DayStats]:
+def fill_missing(conn: Connection, first: dt.date, last: dt.date, tz: ZoneInfo) -> list[DayStats]:
     """Compute only the days in [first, last] that have no row (weekly-summary uses this)."""
     with conn.transaction():
         return refresh(conn, missing_days(conn, first, last), tz)
 
 
-def history(conn: psycopg.Connection, first: dt.date, last: dt.date) -> list[DayStats]:
+def history(conn: Connection, first: dt.date, last: dt.date) -> list[DayStats]:
     rows = conn.execute(query("daily_stats_between"), {"first": first, "last": last}).fetchall()
     return [DayStats(**row) for row in rows]
 
@@ -144,11 +141,9 @@ class EmailTotals:
     dead_lettered: int
 
 
-def email_totals(
-    conn: psycopg.Connection, queue: str, start: dt.datetime, end: dt.datetime
-) -> EmailTotals:
+def email_totals(conn: Connection, queue: str, start: dt.datetime, end: dt.datetime) -> EmailTotals:
     """Messages of `queue` sent, retried and dead-lettered in [start, end)."""
     row = conn.execute(
         query("email_totals"), {"queue": queue, "start": start, "end": end}
     ).fetchone()
-    return EmailTotals(**row)
+    return EmailTotals(**row)  # type: ignore[arg-type]

@@ -6,8 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-import psycopg
-
+from taskflow_jobs.db import Connection
 from taskflow_jobs.reports import render, stats
 
 
@@ -17,7 +16,7 @@ class DailyResult:
     report: render.Report
 
 
-def daily(conn: psycopg.Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int) -> DailyResult:
+def daily(conn: Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int) -> DailyResult:
     """Recompute `day`, fill missing days, and report on the 14 days ending at `day`."""
     run = stats.run_daily_stats(conn, day, tz, catch_up_days)
     rows = stats.history(conn, day - dt.timedelta(days=13), day)
@@ -31,7 +30,7 @@ def week_ending(
     return stats.resolve_day(value, tz, now)
 
 
-def weekly(conn: psycopg.Connection, last: dt.date, tz: ZoneInfo, queue: str) -> render.Report:
+def weekly(conn: Connection, last: dt.date, tz: ZoneInfo, queue: str) -> render.Report:
     """The 7 days ending at `last`: daily_stats (missing days filled first) and email totals."""
     first = last - dt.timedelta(days=6)
     stats.fill_missing(conn, first, last, tz)

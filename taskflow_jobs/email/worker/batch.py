@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskflow_jobs.backoff import RetryPolicy
-from taskflow_jobs.db import DatabaseUnavailable, connect, redact_url
+from taskflow_jobs.db import Connection, DatabaseUnavailable, connect, redact_url
 from taskflow_jobs.email.compose import (
     OutgoingEmail,
     ParsedMessage,
@@ -174,7 +174,7 @@ class Dispatcher:
         with self.pool.connection() as conn:  # commits on success
             return fn(conn, *args)
 
-    def _sync_queue_settings(self, conn: psycopg.Connection) -> None:
+    def _sync_queue_settings(self, conn: Connection) -> None:
         """New messages get EMAIL_MAX_ATTEMPTS attempts (the queue's default)."""
         params = {"queue": self.queue, "max_attempts": self.settings.email_max_attempts}
         if conn.execute(query("email_sync_max_attempts"), params).fetchone():
@@ -234,7 +234,7 @@ class Dispatcher:
                 ticket.claimed.set()
         return report
 
-    def _claim(self, conn: psycopg.Connection, limit: int) -> queue.Batch:
+    def _claim(self, conn: Connection, limit: int) -> queue.Batch:
         return queue.claim(conn, self.queue, limit, self.visibility_timeout, now=self.clock())
 
     async def _process(
@@ -335,9 +335,7 @@ class Dispatcher:
             return Outcome(message.id, kind, attempt, Action.RETRIED, error, delay)
         return Outcome(message.id, kind, attempt, Action.RELEASED, result.error)
 
-    def _settle(
-        self, conn: psycopg.Connection, token: Any, outcomes: list[Outcome]
-    ) -> list[Outcome]:
+    def _settle(self, conn: Connection, token: Any, outcomes: list[Outcome]) -> list[Outcome]:
         """Apply every outcome in one transaction; keep the ones still leased to us."""
         now = self.clock()
         by = {a: [o for o in outcomes if o.action is a] for a in Action}

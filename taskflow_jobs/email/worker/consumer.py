@@ -18,7 +18,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from taskflow_jobs.backoff import exponential_ceiling
@@ -30,7 +30,7 @@ from taskflow_jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RunFlow = Callable[[], Awaitable[Any]]
+RunFlow = Callable[[], Coroutine[Any, Any, Any]]
 
 
 async def wait_for_work(dispatcher: Dispatcher, poll_interval: float) -> bool:

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from taskflow_jobs.email.worker.batch import Dispatcher, Ticket
 log = logging.getLogger(__name__)
 
 # (window seconds, batch number, ticket) -> the batch's summary
-RunBatch = Callable[[float, int, Ticket], Awaitable[Any]]
+RunBatch = Callable[[float, int, Ticket], Coroutine[Any, Any, Any]]
 
 
 @dataclass(frozen=True)
