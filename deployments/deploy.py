@@ -21,8 +21,9 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.variables import Variable
 
-from blocks import BlockNames, register_blocks
+from blocks import BlockNames
 from deployments.automations import apply_for
+from deployments.blocks import register_blocks
 from taskflow_jobs.errors import DeployError
 from taskflow_jobs.monitoring.prefect_api import (
     WORK_POOL,

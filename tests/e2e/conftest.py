@@ -11,7 +11,7 @@ Reuse them (issues 5 and 6):
   and a fresh TASKFLOW_BLOCK_PREFIX so flows run in-process ignore the deployed blocks.
 - `deployed` (session): `taskflow-jobs deploy` done against `prefect_server` and a process
   worker started on pool `taskflow-jobs`. `.database_url` is the app database the deployed
-  flows use (through the `taskflow-database-url` block: the worker's environment has no
+  flows use (through the `taskflow-database` SqlAlchemyConnector block: the worker has no
   DATABASE_URL nor SLACK_WEBHOOK_URL), `.slack` the Slack stub they post to,
   `.deploy_output`, `.worker_env`, `.run(name, parameters, timeout)` runs a deployment
   through the worker and returns the final flow run.
