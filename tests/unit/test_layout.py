@@ -55,7 +55,6 @@ def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
             if len(component) > 1:
                 found.append(sorted(component))
 
-    sys.setrecursionlimit(10_000)
     for node in list(edges):
         if node not in index:
             visit(node)
