@@ -1,4 +1,4 @@
-"""Benchmark of email dispatch (issue 3). Prints one JSON object as its last line.
+"""Benchmark of email dispatch. Prints one JSON object as its last line.
 
 1. Throughput: 10,000 signups queued at once, sent by one `email-dispatch` flow run
    (drain mode) to a SendGrid-compatible stub running in its own process. Baseline, in

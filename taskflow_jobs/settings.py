@@ -70,7 +70,7 @@ class Settings(BaseSettings):
 
     # --- queue and retries ---------------------------------------------------------
     email_max_attempts: int = Field(5, ge=1, le=100)
-    # 500 (was 100): each Prefect task run costs ~30 ms of server CPU; see bench/dispatch.py
+    # each Prefect task run costs ~30 ms of server CPU, so batches are large; see bench/dispatch.py
     email_batch_size: int = Field(500, ge=1, le=10_000)
     email_visibility_timeout: float = Field(
         120.0, gt=0, description="Seconds a claimed batch stays invisible to other consumers"
@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         50.0, gt=0, description="Seconds one email-dispatch run drains before it stops"
     )
 
-    # --- email dispatch (issue 3): concurrency, the low-latency consumer -------------
+    # --- email dispatch: concurrency, the low-latency consumer ---------------------
     email_concurrency: int = Field(
         4, ge=1, le=64, description="Batches one dispatcher processes at the same time"
     )
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(8787, ge=1, le=65535)
-    # issue 5 (receiver): rotation, database pool and event coalescing
+    # rotation, database pool and event coalescing
     webhook_secret_previous: SecretStr | None = Field(
         None, description="Also accepted while senders move to a new WEBHOOK_SECRET"
     )
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     # --- local system (`taskflow-jobs up`) -------------------------------------------
     prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")
 
-    # --- cron jobs: daily stats, health check, cleanup (issue 4) ----------------------
+    # --- cron jobs: daily stats, health check, cleanup ------------------------------
     stats_catchup_days: int = Field(
         7, ge=1, le=366, description="daily-stats fills every missing day of the last N days"
     )

@@ -1,7 +1,7 @@
 """End-to-end fixtures: ONE real Prefect server per session, deployed with `taskflow-jobs
 deploy`, and a process worker running the deployments.
 
-Reuse them (issues 5 and 6):
+Reuse them:
 
 - `prefect_server` (session): a Prefect server on database `prefect_e2e` of the test
   PostgreSQL cluster (asyncpg), on a free port. `.api_url`, `.env` (PREFECT_API_URL and
