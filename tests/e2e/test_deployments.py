@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from taskflow_jobs import db
-from tests.e2e.conftest import PROJECT_DIR
+from tests.support.prefect_stack import PROJECT_DIR
 
 EXPECTED = {
     "email-dispatch": ("* * * * *", None),

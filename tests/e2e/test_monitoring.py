@@ -25,9 +25,9 @@ from taskflow_jobs import db
 from taskflow_jobs.devstack.sendgrid_stub import StubServer
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
-from tests.e2e.conftest import Deployed
-from tests.integration.webhooks.conftest import running_receiver
 from tests.support.dispatch_helpers import API_KEY
+from tests.support.prefect_stack import Deployed
+from tests.support.receiver import running_receiver
 from tests.support.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "taskflow-jobs")

@@ -23,7 +23,7 @@ from prefect.states import Completed, Running
 
 from deployments import automations
 from taskflow_jobs.webhooks.events import PrefectEvents
-from tests.e2e.conftest import Deployed
+from tests.support.prefect_stack import Deployed
 from tests.support.waiting import wait_for
 
 WINDOW = timedelta(seconds=10)

@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from taskflow_jobs.net import free_port
 from taskflow_jobs.reports import slack
-from tests.slack_stub import WEBHOOK_PATH
+from tests.support.slack_stub import WEBHOOK_PATH
 
 TOKEN = WEBHOOK_PATH.rsplit("/", 1)[1]
 

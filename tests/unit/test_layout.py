@@ -143,3 +143,12 @@ def test_the_contract_fails_on_an_upward_import(tmp_path: Path, upward: str) -> 
     )  # fmt: skip
     assert result.returncode != 0, result.stdout
     assert "BROKEN" in result.stdout and "taskflow_jobs.jobs.queue" in result.stdout
+
+
+def test_tests_import_helpers_from_support_not_from_conftests() -> None:
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("conftest"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []

@@ -12,10 +12,10 @@ from fastapi import FastAPI
 
 from taskflow_jobs import db, net
 from taskflow_jobs.webhooks.errors import RequestContext, install_error_handlers
-from tests.integration.webhooks.conftest import (
+from tests.support.databases import database_name
+from tests.support.receiver import (
     Receiver,
     count,
-    database_name,
     nothing_stored,
     running_receiver,
     serve_in_thread,

@@ -22,7 +22,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
 from taskflow_jobs import net
-from tests.integration.webhooks.conftest import Receiver, running_receiver
+from tests.support.receiver import Receiver, running_receiver
 from tests.unit.test_webhook_triggers import triggers_of
 
 T = TypeVar("T")
