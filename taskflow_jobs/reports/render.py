@@ -11,6 +11,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import pandas as pd
 
@@ -27,14 +28,23 @@ class Report:
     figures: dict[str, object]
 
 
-def frame(rows: Sequence[DayStats], first: dt.date, last: dt.date) -> pd.DataFrame:
-    """One row per day in [first, last]; days without a stored row are NaN."""
+History: TypeAlias = Sequence[DayStats] | pd.DataFrame
+
+
+def frame(rows: History, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """One row per day in [first, last]; days without a stored row are NaN.
+
+    `rows` are `daily_stats` rows, or the frame `stats.history_frame` read with pandas.
+    """
     days = pd.Index([first + dt.timedelta(days=i) for i in range((last - first).days + 1)])
-    data = pd.DataFrame(
-        [{"date": r.date, **{m: getattr(r, m) for m in METRICS}} for r in rows],
-        columns=["date", *METRICS],
-    ).set_index("date")
-    return data.reindex(days).astype("float64")
+    if isinstance(rows, pd.DataFrame):
+        data = rows[["date", *METRICS]]
+    else:
+        data = pd.DataFrame(
+            [{"date": r.date, **{m: getattr(r, m) for m in METRICS}} for r in rows],
+            columns=["date", *METRICS],
+        )
+    return data.set_index("date").reindex(days).astype("float64")
 
 
 def _number(value: float) -> str:
@@ -107,7 +117,7 @@ def render(
 
 
 def daily_report(
-    rows: Sequence[DayStats], day: dt.date, timezone: str, filled: Sequence[dt.date] = ()
+    rows: History, day: dt.date, timezone: str, filled: Sequence[dt.date] = ()
 ) -> Report:
     """The day's figures, the change versus the day before and the 7-day trend.
 

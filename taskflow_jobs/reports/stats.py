@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+import pandas as pd
+from sqlalchemy.engine import Engine
+
 from taskflow_jobs.db import Connection
 from taskflow_jobs.sql import query
 
@@ -132,6 +135,16 @@ def fill_missing(conn: Connection, first: dt.date, last: dt.date, tz: ZoneInfo) 
 def history(conn: Connection, first: dt.date, last: dt.date) -> list[DayStats]:
     rows = conn.execute(query("daily_stats_between"), {"first": first, "last": last}).fetchall()
     return [DayStats(**row) for row in rows]
+
+
+def history_frame(engine: Engine, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The same rows as `history`, read with pandas through a SQLAlchemy engine (the
+    database block's), for the report's data frame."""
+    # a plain string goes to the driver as it is: psycopg's %(name)s placeholders work
+    with engine.connect() as conn:
+        return pd.read_sql(
+            query("daily_stats_between"), conn, params={"first": first, "last": last}
+        )
 
 
 @dataclass(frozen=True)

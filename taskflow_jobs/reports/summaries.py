@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import Engine
+
 from taskflow_jobs.db import Connection
 from taskflow_jobs.reports import render, stats
 
@@ -16,10 +18,21 @@ class DailyResult:
     report: render.Report
 
 
-def daily(conn: Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int) -> DailyResult:
-    """Recompute `day`, fill missing days, and report on the 14 days ending at `day`."""
+def daily(
+    conn: Connection, day: dt.date, tz: ZoneInfo, catch_up_days: int, engine: Engine | None = None
+) -> DailyResult:
+    """Recompute `day`, fill missing days, and report on the 14 days ending at `day`.
+
+    With `engine` (the database block's SQLAlchemy engine) the report's history is read
+    as a data frame with pandas; without it, from `conn`.
+    """
     run = stats.run_daily_stats(conn, day, tz, catch_up_days)
-    rows = stats.history(conn, day - dt.timedelta(days=13), day)
+    first = day - dt.timedelta(days=13)
+    rows: render.History = (
+        stats.history(conn, first, day)
+        if engine is None
+        else stats.history_frame(engine, first, day)
+    )
     return DailyResult(run, render.daily_report(rows, day, tz.key, run.filled))
 
 
