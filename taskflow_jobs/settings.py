@@ -135,6 +135,19 @@ class Settings(BaseSettings):
 
     # --- local system (`taskflow-jobs up`) -------------------------------------------
     prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")
+    run_retention_days: float = Field(
+        30.0,
+        gt=1 / 24,
+        validation_alias="TASKFLOW_RUN_RETENTION_DAYS",
+        description="The Prefect server `up` starts deletes flow runs, their logs and "
+        "artifacts this many days after they ended (Prefect needs more than one hour)",
+    )
+    event_retention_days: float = Field(
+        7.0,
+        ge=1 / 24,
+        validation_alias="TASKFLOW_EVENT_RETENTION_DAYS",
+        description="The Prefect server `up` starts keeps events this many days",
+    )
 
     # --- cron jobs: daily stats, health check, cleanup ------------------------------
     stats_catchup_days: int = Field(

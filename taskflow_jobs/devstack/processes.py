@@ -22,10 +22,24 @@ PREFECT_PORT = 4200
 
 
 def prefect_server_env(
-    prefect_home: Path, database_url: str | None, port: int, host: str = "127.0.0.1"
+    prefect_home: Path,
+    database_url: str | None,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    run_retention_days: float = 30.0,
+    event_retention_days: float = 7.0,
 ) -> dict[str, str]:
-    """Environment for a Prefect server (and its clients) kept under our data directory."""
+    """Environment for a Prefect server (and its clients) kept under our data directory.
+
+    Prefect's database vacuum is on for flow runs as well as events, so runs, their logs
+    and artifacts older than `run_retention_days` go away (Prefect's default vacuums
+    events only and keeps every run forever).
+    """
     env = {
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(int(run_retention_days * 86400)),
+        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": f"PT{int(event_retention_days * 86400)}S",
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_API_URL": f"http://{host}:{port}/api",
         "PREFECT_SERVER_API_HOST": host,

@@ -114,7 +114,11 @@ def start_stack(
     echo(f"database ready ({len(applied)} migration(s) applied)")
     port = prefect_port or settings.prefect_port
     prefect_env = processes.prefect_server_env(
-        settings.data_dir.resolve() / "prefect", prefect_database_url(settings, embedded), port
+        settings.data_dir.resolve() / "prefect",
+        prefect_database_url(settings, embedded),
+        port,
+        run_retention_days=settings.run_retention_days,
+        event_retention_days=settings.event_retention_days,
     )
     echo(f"starting the Prefect server on port {port} (about 15 s)…")
     processes.start_prefect_server(supervisor, prefect_env)
