@@ -199,7 +199,7 @@ class Settings(BaseSettings):
         90.0,
         ge=45,
         description="Seconds without a heartbeat before a running flow run is marked Crashed "
-        "(runs send one every 30 s: PREFECT_FLOWS_HEARTBEAT_FREQUENCY in prefect.yaml)",
+        "(our flows send one every 30 s, all of them before the run ends)",
     )
 
     # --- logging -------------------------------------------------------------------

@@ -147,7 +147,6 @@ def start_worker(stack: Stack) -> processes.Child:
     env = {
         **stack.child_env(),
         "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS),
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL,
             "--type", "process"]  # fmt: skip
