@@ -23,8 +23,7 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium for the browser test…"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
-	$(BIN)/ruff check .
+test: $(STAMP) $(CHROMIUM) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
@@ -35,9 +34,12 @@ bench: $(STAMP)
 compare: $(STAMP)
 	$(BIN)/python -m compare.run
 
+# style, formatting, the one-way import contract (pyproject.toml) and types
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 schema: $(STAMP)
 	$(BIN)/taskflow-jobs schema --write

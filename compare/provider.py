@@ -1,6 +1,6 @@
 """The email provider all three designs post to: the SendGrid stand-in with scripted faults.
 
-It wraps `taskflow_jobs.testing.sendgrid_stub.SendGridStub` (the same stand-in the test
+It wraps `taskflow_jobs.devstack.sendgrid_stub.SendGridStub` (the same stand-in the test
 suite uses) and adds what the comparison's workload needs, all driven from `/_compare`:
 
 - a steady failure rate: attempt *n* to an address fails with 500 when a hash of
@@ -32,7 +32,7 @@ from typing import Any
 
 import uvicorn
 
-from taskflow_jobs.testing.sendgrid_stub import Reply, SendGridStub, errors
+from taskflow_jobs.devstack.sendgrid_stub import Reply, SendGridStub, errors
 
 
 def fails(address: str, attempt: int, rate: float) -> bool:

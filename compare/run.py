@@ -28,7 +28,8 @@ import httpx
 
 from compare import figures, report
 from compare.workload import API_KEY, LOGS, Design, Provider, Workload, play, say
-from taskflow_jobs import system
+from taskflow_jobs import net
+from taskflow_jobs.devstack import processes
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "comparison.json"
@@ -48,12 +49,12 @@ def designs() -> dict[str, Callable[[], Design]]:
     }
 
 
-def start_provider(supervisor: system.Supervisor) -> str:
-    port = system.free_port()
+def start_provider(supervisor: processes.Supervisor) -> str:
+    port = net.free_port()
     argv = [sys.executable, "-m", "compare.provider", "--port", str(port), "--api-key", API_KEY]
     child = supervisor.start("provider", argv, {})
     url = f"http://127.0.0.1:{port}"
-    system.wait_for_http(f"{url}/_compare/health", 30, child.process, child.log_path)
+    net.wait_for_http(f"{url}/_compare/health", 30, child.process, child.log_path)
     return url
 
 
@@ -83,7 +84,7 @@ async def _post_all(url: str, n: int, concurrency: int) -> float:
 def provider_baseline(logs: Path, n: int = 2000, concurrency: int = 8) -> dict[str, Any]:
     """The same-run baseline of the ceilings: the provider stand-in alone, posted to by an
     httpx client at the SendGrid provider's default concurrency."""
-    supervisor = system.Supervisor(logs / "baseline")
+    supervisor = processes.Supervisor(logs / "baseline")
     try:
         rate = asyncio.run(_post_all(start_provider(supervisor), n, concurrency))
     finally:
@@ -93,7 +94,7 @@ def provider_baseline(logs: Path, n: int = 2000, concurrency: int = 8) -> dict[s
 
 
 def run_design(name: str, make: Callable[[], Design], workload: Workload, logs: Path) -> Any:
-    supervisor = system.Supervisor(logs / name)
+    supervisor = processes.Supervisor(logs / name)
     design = make()
     try:
         provider_url = start_provider(supervisor)

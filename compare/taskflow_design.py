@@ -18,14 +18,15 @@ import psycopg
 from psycopg.rows import dict_row
 
 from compare.workload import API_KEY, UNKNOWN_TYPE, Design, keep_logs
-from taskflow_jobs import local, system
+from taskflow_jobs import net
+from taskflow_jobs.devstack import processes, up
 from taskflow_jobs.settings import load_settings
 from taskflow_jobs.sql import parse_queries
 
 QUERIES = parse_queries((Path(__file__).parent / "queries.sql").read_text())
 
 
-def wait_for_listener(conn: psycopg.Connection, child: system.Child, timeout: float) -> None:
+def wait_for_listener(conn: psycopg.Connection, child: processes.Child, timeout: float) -> None:
     """Until `consume` LISTENs on the queue's channel (it is ready to be woken)."""
     deadline = time.monotonic() + timeout
     while not conn.execute(QUERIES["taskflow_listening"]).fetchone():
@@ -40,16 +41,16 @@ class TaskflowJobs(Design):
 
     def __init__(self) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="compare-taskflow-", dir="/tmp"))
-        self.supervisor = system.Supervisor(self.work / "logs")
-        self.stack: local.Stack | None = None
+        self.supervisor = processes.Supervisor(self.work / "logs")
+        self.stack: up.Stack | None = None
         self.conn: psycopg.Connection | None = None
         self.env: dict[str, str] = {}
-        self.consumer: system.Child | None = None
+        self.consumer: processes.Child | None = None
 
     def start(self, provider_url: str) -> None:
         settings = load_settings(data_dir=self.work / "data", database_url=None)
-        self.stack = local.start_stack(
-            settings, self.supervisor, prefect_port=system.free_port(), echo=lambda _: None
+        self.stack = up.start_stack(
+            settings, self.supervisor, prefect_port=net.free_port(), echo=lambda _: None
         )
         self.env = {
             **self.stack.child_env(),
@@ -64,7 +65,7 @@ class TaskflowJobs(Design):
     def _start_consumer(self) -> None:
         assert self.conn is not None
         self.consumer = self.supervisor.start(
-            "consumer", local.taskflow_jobs_argv("consume"), self.env
+            "consumer", up.taskflow_jobs_argv("consume"), self.env
         )
         wait_for_listener(self.conn, self.consumer, 90)
 

@@ -73,7 +73,7 @@ RECONSTRUCTED = [
     "  tooling, not in the case study), and `harness/consumer.js` injects the crash.",
     "- **taskflow-jobs** runs as shipped, with its defaults: `taskflow-jobs consume`,",
     "  embedded PostgreSQL 18, a Prefect server, the SendGrid provider.",
-    "- **The provider** for all three is `taskflow_jobs/testing/sendgrid_stub.py`, wrapped by",
+    "- **The provider** for all three is `taskflow_jobs/devstack/sendgrid_stub.py`, wrapped by",
     "  `compare/provider.py` for the scripted faults.",
 ]
 

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 from compare.workload import API_KEY, UNKNOWN_TYPE, Design, keep_logs
-from taskflow_jobs import system
+from taskflow_jobs import net
+from taskflow_jobs.devstack import processes
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,11 +44,11 @@ class Cloudflare(Design):
 
     def __init__(self) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="compare-cloudflare-", dir="/tmp"))
-        self.supervisor = system.Supervisor(self.work / "logs")
-        self.port = system.free_port()
-        self.control_port = system.free_port()
+        self.supervisor = processes.Supervisor(self.work / "logs")
+        self.port = net.free_port()
+        self.control_port = net.free_port()
         self.http = httpx.Client(timeout=30)
-        self.host: system.Child | None = None
+        self.host: processes.Child | None = None
 
     @property
     def api(self) -> str:
@@ -63,8 +64,8 @@ class Cloudflare(Design):
         argv = ["node", str(HERE / "run.mjs"), "--port", str(self.port),
                 "--control-port", str(self.control_port)]  # fmt: skip
         self.host = self.supervisor.start("miniflare", argv, env)
-        system.wait_for_http(f"{self.control}/health", 90, self.host.process, self.host.log_path)
-        system.wait_for_http(f"{self.api}/health", 30, self.host.process, self.host.log_path)
+        net.wait_for_http(f"{self.control}/health", 90, self.host.process, self.host.log_path)
+        net.wait_for_http(f"{self.api}/health", 30, self.host.process, self.host.log_path)
 
     def signup(self, email: str, name: str) -> None:
         response = self.http.post(f"{self.api}/api/signup", json={"email": email, "name": name})

@@ -20,7 +20,8 @@ from psycopg.rows import dict_row
 
 from compare.supabase.cluster import pg15_cluster
 from compare.workload import API_KEY, UNKNOWN_TYPE, Design, keep_logs
-from taskflow_jobs import system
+from taskflow_jobs import net
+from taskflow_jobs.devstack import processes
 from taskflow_jobs.sql import parse_queries
 
 QUERIES = parse_queries((Path(__file__).parents[1] / "queries.sql").read_text())
@@ -39,19 +40,19 @@ class Supabase(Design):
         )
         self.time_boxed = mode == "cron"
         self.work = Path(tempfile.mkdtemp(prefix=f"compare-{self.name}-", dir="/tmp"))
-        self.supervisor = system.Supervisor(self.work / "logs")
+        self.supervisor = processes.Supervisor(self.work / "logs")
         self.exits = contextlib.ExitStack()
         self.conn: psycopg.Connection | None = None
-        self.function: system.Child | None = None
+        self.function: processes.Child | None = None
         self.env: dict[str, str] = {}
-        self.function_port = system.free_port()
+        self.function_port = net.free_port()
 
     @property
     def function_url(self) -> str:
         return f"http://127.0.0.1:{self.function_port}/functions/v1/process-email-queue"
 
     def start(self, provider_url: str) -> None:
-        cluster = self.exits.enter_context(pg15_cluster(system.free_port(), self.function_url))
+        cluster = self.exits.enter_context(pg15_cluster(net.free_port(), self.function_url))
         self.env = {
             "DATABASE_URL": cluster.url(),
             "SENDGRID_API_URL": provider_url,
@@ -70,7 +71,7 @@ class Supabase(Design):
         argv = [sys.executable, "-m", "compare.supabase.edge_function",
                 "--port", str(self.function_port)]  # fmt: skip
         self.function = self.supervisor.start("edge-function", argv, self.env)
-        system.wait_for_http(f"http://127.0.0.1:{self.function_port}/healthz", 60,
+        net.wait_for_http(f"http://127.0.0.1:{self.function_port}/healthz", 60,
                              self.function.process, self.function.log_path)  # fmt: skip
 
     def signup(self, email: str, name: str) -> None:

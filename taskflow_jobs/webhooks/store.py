@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection as _AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -23,10 +23,11 @@ from taskflow_jobs.sql import query
 from taskflow_jobs.webhooks.errors import ApiError
 from taskflow_jobs.webhooks.payloads import Notification, TaskAssignment, WelcomeEmail
 
+# the pool's connections return rows as dicts
+AsyncConnection = _AsyncConnection[dict[str, Any]]
+
 # How long an event's delivery id is remembered (senders retry for up to about three days).
 DELIVERY_RETENTION = timedelta(days=7)
-# Expired receipts are kept this much longer, in case the database clock runs behind ours.
-EXPIRY_MARGIN = timedelta(minutes=10)
 
 
 def make_pool(url: str, *, size: int = 10, timeout: float = 5.0) -> AsyncConnectionPool:
@@ -147,13 +148,3 @@ async def enqueue_notification(conn: AsyncConnection, note: Notification) -> Job
 async def ready(conn: AsyncConnection) -> bool:
     row = await (await conn.execute(query("webhook_ready"))).fetchone()
     return bool(row["ready"])
-
-
-async def expire_receipts(pool: AsyncConnectionPool, limit: int = 10_000) -> int:
-    """Delete expired receipts (EXPIRY_MARGIN late); returns how many."""
-    before = datetime.now(UTC) - EXPIRY_MARGIN
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            query("webhook_receipts_expire"), {"before": before, "limit": limit}
-        )
-        return cur.rowcount

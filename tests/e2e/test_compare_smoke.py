@@ -17,7 +17,8 @@ from compare.run import designs, run_design, start_provider
 from compare.supabase.cluster import pg15_cluster
 from compare.supabase.design import QUERIES
 from compare.workload import API_KEY, SMOKE, Provider, address
-from taskflow_jobs import system
+from taskflow_jobs import net
+from taskflow_jobs.devstack import processes
 
 MODULE = [sys.executable, "-m"]
 UNKNOWN_HANDLING = {
@@ -47,12 +48,12 @@ def test_each_design_delivers_ten_emails(name: str, tmp_path: Path) -> None:
 def test_the_pg_cron_job_invokes_the_edge_function(tmp_path: Path) -> None:
     """The SQL the `process-email-queue` pg_cron job runs reaches the function through the
     pg_net stand-in, and one invocation sends one read's worth (qty 10) of emails."""
-    supervisor = system.Supervisor(tmp_path / "logs")
+    supervisor = processes.Supervisor(tmp_path / "logs")
     try:
         provider = Provider(start_provider(supervisor))
-        port = system.free_port()
+        port = net.free_port()
         url = f"http://127.0.0.1:{port}/functions/v1/process-email-queue"
-        with pg15_cluster(system.free_port(), url) as cluster:
+        with pg15_cluster(net.free_port(), url) as cluster:
             env = {
                 "DATABASE_URL": cluster.url(),
                 "SENDGRID_API_URL": provider.url,
@@ -60,7 +61,7 @@ def test_the_pg_cron_job_invokes_the_edge_function(tmp_path: Path) -> None:
             }
             function = supervisor.start("edge-function", [*MODULE, "compare.supabase.edge_function",
                                         "--port", str(port)], env)  # fmt: skip
-            system.wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, function.process)
+            net.wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, function.process)
             supervisor.start("relay", [*MODULE, "compare.supabase.invoker", "--mode", "cron",
                              "--function-url", url], env)  # fmt: skip
             with psycopg.connect(cluster.url(), autocommit=True) as conn:
