@@ -184,6 +184,12 @@ def write(results: dict[str, Any], docs: Path) -> None:
         "",
     ]
     notes = [f"- {SHORT[n]}: {note}" for n in names for note in figures[n].get("notes", [])]
+    notes += [
+        f"- {SHORT[n]}: signups reached only {figures[n]['signup_rate']:.1f}/s of the "
+        f"{w['rate']:.0f}/s asked for (each one is an API call into the same runtime)"
+        for n in names
+        if figures[n].get("signup_rate") and figures[n]["signup_rate"] < 0.95 * w["rate"]
+    ]
     if notes:
         parts += ["Notes from this run:", "", *notes, ""]
     (docs / "comparison.md").write_text("\n".join(parts))
