@@ -102,7 +102,7 @@ def dlq_list(
     message_type: Annotated[str | None, typer.Option("--type", help="Only this type")] = None,
     reason: Annotated[str | None, typer.Option(help="Reason contains this text")] = None,
     since: Annotated[str | None, typer.Option(help="Newer than: 30m, 2h, 7d or ISO")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Show at most this many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Full rows as JSON")] = False,
 ) -> None:
     """Dead letters, newest first."""
