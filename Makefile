@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint schema deploy demo clean
+.PHONY: run test bench lint schema deploy demo clean debian-packages
 
 # The browser test drives Debian's Chromium (never a downloaded browser).
 CHROMIUM := /usr/bin/chromium
@@ -23,7 +23,19 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium for the browser test…"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
+# Debian's PostgreSQL 15 (the major version Supabase runs), redis-server and nginx: the
+# tests start their own instances of them under temp dirs (tests/support/debian.py).
+DEBIAN_BINARIES := /usr/lib/postgresql/15/bin/initdb /usr/bin/redis-server /usr/sbin/nginx
+
+debian-packages:
+	@for f in $(DEBIAN_BINARIES); do test -x $$f || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian's postgresql-15, redis-server and nginx for the tests…"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			postgresql-15 redis-server nginx >/dev/null; \
+	fi
+
+test: $(STAMP) $(CHROMIUM) debian-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
