@@ -21,7 +21,15 @@ from pathlib import Path
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 REDIS_SERVER = Path("/usr/bin/redis-server")
 NGINX = Path("/usr/sbin/nginx")
-_PACKAGES = {PG15_BIN / "initdb": "postgresql-15", REDIS_SERVER: "redis-server", NGINX: "nginx"}
+# Docker's compose plugin is not on these machines; Debian's docker-compose (1.29, no
+# engine needed for `config`) validates compose files against the Compose specification
+DOCKER_COMPOSE = Path("/usr/bin/docker-compose")
+_PACKAGES = {
+    PG15_BIN / "initdb": "postgresql-15",
+    REDIS_SERVER: "redis-server",
+    NGINX: "nginx",
+    DOCKER_COMPOSE: "docker-compose",
+}
 
 
 def ensure_installed(*binaries: Path) -> None:
@@ -31,7 +39,8 @@ def ensure_installed(*binaries: Path) -> None:
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+    argv = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+    subprocess.run(argv, check=True, env=env)
 
 
 def _as_postgres(argv: list[str]) -> list[str]:
