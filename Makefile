@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint schema deploy demo clean debian-packages
+.PHONY: run test bench lint schema deploy demo clean debian-packages ha
 
 # The browser test drives Debian's Chromium (never a downloaded browser).
 CHROMIUM := /usr/bin/chromium
@@ -38,6 +38,11 @@ debian-packages:
 test: $(STAMP) $(CHROMIUM) debian-packages
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Prefect in HA mode on this machine (Redis, two API replicas behind nginx, services apart):
+# one replica is killed mid-traffic; the test prints what it measured as one JSON line.
+ha: $(STAMP) debian-packages
+	$(BIN)/python -m pytest tests/e2e/test_ha.py -q -s
 
 bench: $(STAMP)
 	@for f in bench/[!_]*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
