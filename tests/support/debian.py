@@ -48,8 +48,16 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 
 @contextmanager
-def postgres15_cluster() -> Iterator[str]:
-    """A fresh PostgreSQL 15 cluster; yields its admin URL (database postgres, trust auth)."""
+def postgres15_cluster(
+    listen: str = "",
+    hba: tuple[str, ...] = (),
+    options: tuple[str, ...] = (),
+    port: int = 5432,
+) -> Iterator[str]:
+    """A fresh PostgreSQL 15 cluster; yields its admin URL (database postgres, trust auth).
+
+    `listen` are TCP addresses to listen on besides the socket, `hba` extra pg_hba.conf
+    lines for them, `options` extra `-c name=value` server settings."""
     ensure_installed(PG15_BIN / "initdb")
     # not under pytest's tmp dir: that is root's (0700) and postgres could not enter it
     root = Path(tempfile.mkdtemp(prefix="taskflow-pg15-"))
@@ -64,13 +72,19 @@ def postgres15_cluster() -> Iterator[str]:
                           "-U", "postgres", "--no-sync", "-E", "UTF8"]),
             check=True, capture_output=True,
         )  # fmt: skip
-        options = f"-c listen_addresses='' -k {sockets} -c fsync=off"
+        if hba:
+            with (pgdata / "pg_hba.conf").open("a") as conf:
+                conf.write("\n".join(hba) + "\n")
+        settings = " ".join(f"-c {o}" for o in options)
+        options_arg = (
+            f"-c listen_addresses='{listen}' -c port={port} -k {sockets} -c fsync=off {settings}"
+        )
         subprocess.run(
-            _as_postgres([str(PG15_BIN / "pg_ctl"), "-D", str(pgdata), "-o", options,
+            _as_postgres([str(PG15_BIN / "pg_ctl"), "-D", str(pgdata), "-o", options_arg,
                           "-l", str(root / "log"), "-w", "start"]),
             check=True, capture_output=True,
         )  # fmt: skip
-        yield f"postgresql://postgres@/postgres?host={sockets}"
+        yield f"postgresql://postgres@/postgres?host={sockets}&port={port}"
     finally:
         if (pgdata / "postmaster.pid").exists():
             subprocess.run(
