@@ -35,8 +35,7 @@ debian-packages:
 			postgresql-15 redis-server nginx >/dev/null; \
 	fi
 
-test: $(STAMP) $(CHROMIUM) debian-packages
-	$(BIN)/ruff check .
+test: $(STAMP) $(CHROMIUM) lint debian-packages
 	$(BIN)/python -m pytest
 
 # Prefect in HA mode on this machine (Redis, two API replicas behind nginx, services apart):
@@ -47,9 +46,12 @@ ha: $(STAMP) debian-packages
 bench: $(STAMP)
 	@for f in bench/[!_]*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
+# style, formatting, the one-way import contract (pyproject.toml) and types
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 schema: $(STAMP)
 	$(BIN)/taskflow-jobs schema --write

@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskflow_jobs import db, queue
+from taskflow_jobs import db
 from taskflow_jobs.cli.base import CliError, _friendly, app, command, database_url
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import query
 
@@ -38,10 +39,11 @@ def consume() -> None:
     Each burst of work is an `email-dispatch` flow run in this process, visible in the
     Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
     """
+    # deferred: loads Prefect (~1.5 s); only this command needs it
     from flows.common import flow_settings
     from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
-    from taskflow_jobs.email.consumer import Consumer, run_until_signalled
-    from taskflow_jobs.metrics import serve_consume_metrics
+    from taskflow_jobs.email.worker.consumer import Consumer, run_until_signalled
+    from taskflow_jobs.jobs.metrics import serve_consume_metrics
 
     # the same settings the flow runs read (the Prefect blocks over the environment): the
     # runs share this process's dispatcher, so its provider must be the blocks' provider
@@ -63,6 +65,7 @@ def dispatch(
     budget: Annotated[float | None, typer.Option(help="Seconds to run at most")] = None,
 ) -> None:
     """Send what is queued now (one `email-dispatch` flow run in drain mode), then exit."""
+    # deferred: loads Prefect (~1.5 s); only this command needs it
     from flows.email_dispatch import dispatch_summary, email_dispatch
 
     database_url()  # fail early, naming the setting, if the database is unreachable

@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
-from taskflow_jobs.metrics import WebhookMetrics
+from taskflow_jobs.jobs.metrics import WebhookMetrics
 from taskflow_jobs.settings import EMAIL_QUEUE, Settings
 from taskflow_jobs.webhooks import store
 from taskflow_jobs.webhooks.auth import Authenticator

@@ -1,5 +1,5 @@
 """`GET /metrics` of the receiver: its request counters and the queue gauges, read from the
-database through the receiver's own pool at each scrape (see taskflow_jobs/metrics.py)."""
+database through the receiver's own pool at each scrape (see taskflow_jobs/jobs/metrics.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from psycopg_pool import AsyncConnectionPool
 
-from taskflow_jobs.metrics import authorized, exposition
+from taskflow_jobs.jobs.metrics import authorized, exposition
 from taskflow_jobs.sql import query
 from taskflow_jobs.webhooks.errors import ApiError
 

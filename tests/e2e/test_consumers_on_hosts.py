@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from taskflow_jobs import db, system
-from taskflow_jobs.testing.sendgrid_stub import Received, Reply, SendGridStub, StubServer
-from tests.conftest import create_database
+from taskflow_jobs import db
+from taskflow_jobs.devstack import processes
+from taskflow_jobs.devstack.sendgrid_stub import Received, Reply, SendGridStub, StubServer
+from tests.support.databases import create_database
 from tests.support.debian import postgres15_cluster
 from tests.support.dispatch_helpers import API_KEY, signup
 from tests.support.ha import taskflow_jobs
@@ -54,7 +55,7 @@ def host_of(r: Received) -> int:
 def test_a_host_cut_off_mid_batch_loses_nothing_and_resumes(tmp_path: Path) -> None:
     with network(HOSTS) as net:
         subnet = net.gateway.rsplit(".", 1)[0] + ".0/24"
-        pg_port = system.free_port()
+        pg_port = net.free_port()
         with postgres15_cluster(
             listen=f"127.0.0.1,{net.gateway}",
             hba=(f"host all all {subnet} trust",),
@@ -68,17 +69,17 @@ def run_scenario(net, admin: str, pg_port: int, tmp_path: Path) -> None:  # noqa
     local_url = create_database(admin, "taskflow")
     db.migrate(local_url)
     create_database(admin, "prefect")
-    supervisor = system.Supervisor(tmp_path / "logs")
+    supervisor = processes.Supervisor(tmp_path / "logs")
     stub = SendGridStub(API_KEY, script=lambda body: Reply(202, delay=0.25))
     sendgrid = StubServer(stub, host=net.gateway).start()
     try:
-        prefect_env = system.prefect_server_env(
+        prefect_env = processes.prefect_server_env(
             tmp_path / "prefect-home",
             f"postgresql+asyncpg://postgres@127.0.0.1:{pg_port}/prefect",
-            system.free_port(net.gateway),
+            net.free_port(net.gateway),
             host=net.gateway,
         )
-        system.start_prefect_server(supervisor, prefect_env, timeout=180)
+        processes.start_prefect_server(supervisor, prefect_env, timeout=180)
         consumers = []
         for i in range(HOSTS):
             env = {

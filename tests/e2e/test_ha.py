@@ -18,15 +18,16 @@ from pathlib import Path
 
 import httpx
 
-from taskflow_jobs import db, queue, system
-from taskflow_jobs.local import wait_for_worker
+from taskflow_jobs import db, net
+from taskflow_jobs.devstack.sendgrid_stub import StubServer
+from taskflow_jobs.devstack.up import wait_for_worker
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
-from taskflow_jobs.testing.sendgrid_stub import StubServer
 from taskflow_jobs.webhooks.auth import sign
-from tests.conftest import TEMPLATE, create_database, drop_database
-from tests.slack_stub import SlackStub
+from tests.support.databases import TEMPLATE, create_database, drop_database
 from tests.support.dispatch_helpers import API_KEY, signup
 from tests.support.ha import ha_prefect, taskflow_jobs
+from tests.support.slack_stub import SlackStub
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SECRET = "ha-webhook-secret-0123456789abcdef"
@@ -122,7 +123,7 @@ def test_killing_an_api_replica_mid_traffic_loses_nothing(
 
 
 def run_scenario(ha, database_url, tmp_path, sendgrid, slack):  # noqa: ANN001, ANN201
-    receiver_port = system.free_port()
+    receiver_port = net.free_port()
     env = {
         **ha.client_env,
         "DATABASE_URL": database_url,
@@ -151,7 +152,7 @@ def run_scenario(ha, database_url, tmp_path, sendgrid, slack):  # noqa: ANN001, 
     consume = sup.start("consume", taskflow_jobs("consume"), env)
     receiver = sup.start("receiver", taskflow_jobs("webhooks"), env)
     receiver_url = f"http://127.0.0.1:{receiver_port}"
-    system.wait_for_http(f"{receiver_url}/healthz", 60, receiver.process, receiver.log_path)
+    net.wait_for_http(f"{receiver_url}/healthz", 60, receiver.process, receiver.log_path)
     wait_for_worker(ha.api_url, sup)
     with db.connect(database_url, autocommit=True) as conn:  # warm-up: consume is running
         signup(conn, "first@example.com", "First")

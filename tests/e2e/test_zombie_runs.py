@@ -21,9 +21,9 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.events import Event
 from prefect.states import Completed, Running
 
-from taskflow_jobs import automations
+from deployments import automations
 from taskflow_jobs.webhooks.events import PrefectEvents
-from tests.e2e.conftest import Deployed
+from tests.support.prefect_stack import Deployed
 from tests.support.waiting import wait_for
 
 WINDOW = timedelta(seconds=10)

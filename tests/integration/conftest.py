@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from taskflow_jobs import db
-from tests.conftest import create_database, drop_database
+from tests.support.databases import create_database, drop_database
 from tests.support.debian import postgres15_cluster
 
 SERVERS = ("postgres-18-embedded", "postgres-15-debian")

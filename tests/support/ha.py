@@ -22,9 +22,10 @@ from pathlib import Path
 
 import redis
 
-from taskflow_jobs import system
-from tests.conftest import create_database, drop_database
+from taskflow_jobs import errors, net
+from taskflow_jobs.devstack import processes
 from tests.support import nginx
+from tests.support.databases import create_database, drop_database
 from tests.support.debian import REDIS_SERVER, ensure_installed
 
 PREFECT_DATABASE = "prefect_ha"
@@ -47,10 +48,10 @@ def redis_settings(port: int) -> dict[str, str]:
 @dataclass
 class HAPrefect:
     api_url: str  # nginx's
-    replicas: list[system.Child]
-    services: system.Child
-    nginx: system.Child
-    supervisor: system.Supervisor
+    replicas: list[processes.Child]
+    services: processes.Child
+    nginx: processes.Child
+    supervisor: processes.Supervisor
     client_env: dict[str, str]
     log_dir: Path
 
@@ -72,26 +73,26 @@ class HAPrefect:
             yield
 
 
-def _wait_for_redis(port: int, child: system.Child, timeout: float = 20) -> None:
+def _wait_for_redis(port: int, child: processes.Child, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
-            raise system.StartupError(f"redis-server exited; see {child.log_path}")
+            raise errors.StartupError(f"redis-server exited; see {child.log_path}")
         with contextlib.suppress(redis.RedisError):
             if client.ping():
                 return
         time.sleep(0.1)
-    raise system.StartupError("redis-server did not answer PING")
+    raise errors.StartupError("redis-server did not answer PING")
 
 
 @contextlib.contextmanager
 def ha_prefect(pg_admin_url: str, root: Path, replicas: int = 2) -> Iterator[HAPrefect]:
     ensure_installed(REDIS_SERVER)
-    supervisor = system.Supervisor(root / "logs")
+    supervisor = processes.Supervisor(root / "logs")
     create_database(pg_admin_url, PREFECT_DATABASE)
     try:
-        redis_port = system.free_port()
+        redis_port = net.free_port()
         (root / "redis").mkdir(parents=True)
         redis_argv = [str(REDIS_SERVER), "--port", str(redis_port), "--bind", "127.0.0.1",
                       "--save", "", "--appendonly", "no", "--dir", str(root / "redis")]  # fmt: skip
@@ -99,9 +100,9 @@ def ha_prefect(pg_admin_url: str, root: Path, replicas: int = 2) -> Iterator[HAP
 
         socket_dir = dict(p.split("=", 1) for p in pg_admin_url.split("?", 1)[1].split("&"))
         asyncpg_url = f"postgresql+asyncpg://postgres@/{PREFECT_DATABASE}?host={socket_dir['host']}"
-        lb_port = system.free_port()
+        lb_port = net.free_port()
         base = {
-            **system.prefect_server_env(root / "home", asyncpg_url, lb_port),
+            **processes.prefect_server_env(root / "home", asyncpg_url, lb_port),
             **redis_settings(redis_port),
             "PREFECT_API_DATABASE_MIGRATE_ON_START": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
@@ -111,11 +112,11 @@ def ha_prefect(pg_admin_url: str, root: Path, replicas: int = 2) -> Iterator[HAP
             env={**os.environ, **base}, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         if upgrade.returncode != 0:
-            raise system.StartupError(f"prefect server database upgrade: {upgrade.stderr}")
+            raise errors.StartupError(f"prefect server database upgrade: {upgrade.stderr}")
 
         # one replica after the other: replicas starting together race to register the
         # built-in block types and the loser exits (UniqueViolation on uq_block_type__slug)
-        ports = [system.free_port() for _ in range(replicas)]
+        ports = [net.free_port() for _ in range(replicas)]
         children = []
         for i, port in enumerate(ports):
             env = {**base, "PREFECT_HOME": str(root / f"home-api-{i + 1}"),
@@ -123,7 +124,7 @@ def ha_prefect(pg_admin_url: str, root: Path, replicas: int = 2) -> Iterator[HAP
             argv = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                     "--port", str(port), "--no-services"]  # fmt: skip
             child = supervisor.start(f"prefect-api-{i + 1}", argv, env)
-            system.wait_for_http(
+            net.wait_for_http(
                 f"http://127.0.0.1:{port}/api/health", 180, child.process, child.log_path
             )
             children.append(child)
@@ -136,7 +137,7 @@ def ha_prefect(pg_admin_url: str, root: Path, replicas: int = 2) -> Iterator[HAP
         conf = nginx.render(ports, lb_port, root / "nginx")
         lb = supervisor.start("nginx", nginx.argv(conf), {})
         api_url = f"http://127.0.0.1:{lb_port}/api"
-        system.wait_for_http(f"{api_url}/health", 30, lb.process, lb.log_path)
+        net.wait_for_http(f"{api_url}/health", 30, lb.process, lb.log_path)
         client_env = {
             "PREFECT_API_URL": api_url,
             "PREFECT_HOME": str(root / "home-clients"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskflow_jobs.email.outcomes import Action, Outcome
-from taskflow_jobs.metrics import WEBHOOK_REQUESTS, exposition, record_outcomes
+from taskflow_jobs.jobs.metrics import WEBHOOK_REQUESTS, exposition, record_outcomes
 
 DASHBOARD = Path(__file__).parents[2] / "deployments" / "grafana-dashboard.json"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskflow_jobs.email.outcomes import Action, Outcome
-from taskflow_jobs.metrics import REGISTRY, authorized, record_outcomes
+from taskflow_jobs.jobs.metrics import REGISTRY, authorized, record_outcomes
 
 
 def sample(name: str, **labels: str) -> float:

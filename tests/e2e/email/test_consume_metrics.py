@@ -12,9 +12,9 @@ import httpx
 import psycopg
 import pytest
 
-from taskflow_jobs import system
+from taskflow_jobs import net
+from taskflow_jobs.devstack.sendgrid_stub import Reply, StubServer
 from taskflow_jobs.settings import EMAIL_QUEUE
-from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer
 from tests.e2e.email.test_consume import Consumers, counts, wait_until
 from tests.support.dispatch_helpers import signup
 from tests.support.prometheus import scrape, value
@@ -47,7 +47,7 @@ def test_consume_metrics_match_the_provider_and_the_queue(
     for prefix, n in (("ok", 6), ("dead", 2), ("flaky", 2)):
         for i in range(n):
             signup(conn, f"{prefix}{i}@example.com", f"{prefix} {i}")
-    port = system.free_port()
+    port = net.free_port()
     process = processes.start(CONSUME_METRICS_PORT=str(port), METRICS_TOKEN=TOKEN)
     url = f"http://127.0.0.1:{port}/metrics"
     wait_until(

@@ -9,8 +9,8 @@ import httpx
 import psycopg
 
 from taskflow_jobs.settings import EMAIL_QUEUE
-from tests.integration.webhooks.conftest import running_receiver
 from tests.support.prometheus import parse, scrape, value
+from tests.support.receiver import running_receiver
 
 TOKEN = "metrics-token-4f1c2b"
 NOTE = {"type": "notification", "data": {"to": "a@example.com", "subject": "s", "body": "b"}}
