@@ -20,6 +20,7 @@ import pytest
 from taskflow_jobs import db
 from taskflow_jobs.devstack import processes
 from taskflow_jobs.devstack.sendgrid_stub import Received, Reply, SendGridStub, StubServer
+from taskflow_jobs.net import free_port
 from tests.support.databases import create_database
 from tests.support.debian import postgres15_cluster
 from tests.support.dispatch_helpers import API_KEY, signup
@@ -55,7 +56,7 @@ def host_of(r: Received) -> int:
 def test_a_host_cut_off_mid_batch_loses_nothing_and_resumes(tmp_path: Path) -> None:
     with network(HOSTS) as net:
         subnet = net.gateway.rsplit(".", 1)[0] + ".0/24"
-        pg_port = net.free_port()
+        pg_port = free_port()
         with postgres15_cluster(
             listen=f"127.0.0.1,{net.gateway}",
             hba=(f"host all all {subnet} trust",),
@@ -76,7 +77,7 @@ def run_scenario(net, admin: str, pg_port: int, tmp_path: Path) -> None:  # noqa
         prefect_env = processes.prefect_server_env(
             tmp_path / "prefect-home",
             f"postgresql+asyncpg://postgres@127.0.0.1:{pg_port}/prefect",
-            net.free_port(net.gateway),
+            free_port(net.gateway),
             host=net.gateway,
         )
         processes.start_prefect_server(supervisor, prefect_env, timeout=180)
