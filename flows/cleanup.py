@@ -11,6 +11,7 @@ from prefect.runtime import flow_run
 from flows.common import flow_settings
 from taskflow_jobs import db
 from taskflow_jobs.jobs import retention as cleaning
+from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import CLEANUP
 
 
@@ -20,6 +21,7 @@ def _run_name() -> str:
 
 
 @flow(name=CLEANUP, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def cleanup(vacuum: bool = True) -> dict:
     """Delete rows past their retention (CLEANUP_*_DAYS), each batch its own short
     transaction so the application keeps writing; then VACUUM (ANALYZE) what shrank."""

@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 from blocks import connector_for
 from flows.common import flow_settings, post_to_slack
 from taskflow_jobs import db
+from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import DAILY_STATS
 from taskflow_jobs.reports import summaries
 from taskflow_jobs.reports.stats import resolve_day
@@ -21,6 +22,7 @@ def _run_name() -> str:
 
 
 @flow(name=DAILY_STATS, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def daily_stats(date: str | None = None, catch_up_days: int | None = None) -> dict:
     """Count new tasks, completed tasks and new users for one day in APP_TIMEZONE.
 

@@ -31,6 +31,7 @@ from taskflow_jobs.email.outcomes import Action, DispatchStats, Outcome
 from taskflow_jobs.email.worker.batch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
 from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
 from taskflow_jobs.email.worker.sharing import dispatcher_for_run
+from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import EMAIL_DISPATCH
 
 DEAD_LETTER_EVENT = "taskflow.email.dead-lettered"
@@ -92,6 +93,7 @@ def consumer_label() -> str:
     persist_result=False,
     description="Send queued emails (welcome, task assigned, notifications) in batches.",
 )
+@heartbeating
 async def email_dispatch(
     mode: Literal["drain", "listen"] = "drain",
     time_budget: float | None = None,

@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 
 from flows.common import flow_settings, post_to_slack, too_late
 from taskflow_jobs.monitoring import health, incidents
+from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import HEALTH_CHECK
 
 FIRST_LOOKBACK = dt.timedelta(hours=1)
@@ -21,6 +22,7 @@ def _run_name() -> str:
 
 
 @flow(name=HEALTH_CHECK, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def health_check(max_lateness_minutes: float = 30) -> dict:
     """Check everything, publish a table artifact, and post to Slack only on a change:
     a new problem opens an incident (one alert), a cleared one posts "resolved".

@@ -8,6 +8,7 @@ from prefect.runtime import flow_run
 
 from flows.common import flow_settings, post_to_slack, too_late
 from taskflow_jobs import db
+from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import WEEKLY_SUMMARY
 from taskflow_jobs.reports import summaries
 from taskflow_jobs.settings import EMAIL_QUEUE
@@ -20,6 +21,7 @@ def _run_name() -> str:
 
 
 @flow(name=WEEKLY_SUMMARY, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def weekly_summary(week_ending: str | None = None, max_lateness_minutes: float = 720) -> dict:
     """Summarise the 7 days ending at `week_ending` (ISO date; default yesterday).
 

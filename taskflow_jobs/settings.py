@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     email_consume_budget: float = Field(
         600.0, gt=0, description="Longest `consume` flow run; the next one starts at once"
     )
+    email_sweep_after: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="Email claimable this long without being sent is overdue: the webhook "
+        "receiver then asks for an email-dispatch sweep (none is made while `consume` runs)",
+    )
+    email_sweep_interval: float = Field(
+        30.0, gt=0, le=3600, description="How often the webhook receiver looks for overdue email"
+    )
     email_shutdown_grace: float = Field(
         10.0, ge=0, description="On SIGTERM, seconds to finish sends in flight before releasing"
     )
@@ -213,7 +223,7 @@ class Settings(BaseSettings):
         90.0,
         ge=45,
         description="Seconds without a heartbeat before a running flow run is marked Crashed "
-        "(runs send one every 30 s: PREFECT_FLOWS_HEARTBEAT_FREQUENCY in prefect.yaml)",
+        "(our flows send one every 30 s, all of them before the run ends)",
     )
 
     # --- logging -------------------------------------------------------------------

@@ -170,8 +170,7 @@ def run_demo(settings: Settings, *, keep: bool = False, echo: Callable[[str], No
         keep = True
         return 1
     finally:
-        up.stop_all(supervisor)
-        db.stop_embedded(data_dir)
+        up.stop_all(supervisor, None if settings.database_url else data_dir / "pg")
         if demo is not None:
             for step in demo.steps:
                 mark = "ok " if step.ok else "FAIL"

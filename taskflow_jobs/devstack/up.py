@@ -147,7 +147,6 @@ def start_worker(stack: Stack) -> processes.Child:
     env = {
         **stack.child_env(),
         "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS),
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL,
             "--type", "process"]  # fmt: skip
@@ -220,18 +219,24 @@ def start_system(
     return stack
 
 
+STOP_SECONDS = 4.0  # children get this long after SIGTERM, then SIGKILL
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def stopping_on_signals() -> Any:
-    """SIGTERM behaves like Ctrl-C, so `kill` stops the children too."""
+    """SIGINT and SIGTERM both stop everything, however `up` was started: a shell script
+    or a service manager may start it with SIGINT ignored, which Python then keeps."""
 
     def _stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = {sig: signal.signal(sig, _stop) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def banner(stack: Stack) -> list[str]:
@@ -272,21 +277,30 @@ def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
         except KeyboardInterrupt:
             print("\nstopping…", flush=True)
         finally:
-            stop_all(supervisor)
+            stop_all(
+                supervisor, None if settings.database_url else settings.data_dir.resolve() / "pg"
+            )
             print("stopped.", flush=True)
 
 
-def stop_all(supervisor: processes.Supervisor) -> None:
-    """Stop every child; a second Ctrl-C must not leave half of them running."""
-    previous = (
-        signal.signal(signal.SIGINT, signal.SIG_IGN),
-        signal.signal(signal.SIGTERM, signal.SIG_IGN),
-    )
+def stop_all(supervisor: processes.Supervisor, pgdata: Path | None) -> None:
+    """Stop every child, then the embedded PostgreSQL by its data directory (it may have
+    been restarted from outside, under another PID). A second signal kills at once."""
+    hurry = False
+
+    def _now(_signum: int, _frame: object) -> None:
+        nonlocal hurry
+        hurry = True
+        supervisor.kill()
+
+    previous = {sig: signal.signal(sig, _now) for sig in STOP_SIGNALS}
     try:
-        supervisor.stop()
+        supervisor.stop(STOP_SECONDS)
+        if pgdata is not None:
+            db.stop_cluster(pgdata, immediate=hurry)
     finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def watch(supervisor: processes.Supervisor) -> None:
