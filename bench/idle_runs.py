@@ -43,7 +43,7 @@ def runs_started_since(since: datetime, skip: set[object]) -> list[str]:
     """Runs that started since `since`, except those of the `skip` deployments (crons)."""
     started = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since))
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=started, limit=500)
+        runs = client.read_flow_runs(flow_run_filter=started, limit=200)
     return [r.name for r in runs if r.deployment_id not in skip]
 
 
