@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -80,7 +80,8 @@ def emit_dead_letter_event(outcome: Outcome) -> None:
 def _run_name() -> str:
     params = flow_run.parameters
     who = params.get("consumer") or params.get("mode", "drain")
-    return f"{who} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z"
+    # the time the run was created for, not the time a process got to it
+    return f"{who} {flow_run.scheduled_start_time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
 def consumer_label() -> str:

@@ -143,6 +143,20 @@ class Settings(BaseSettings):
         description="Seconds between taskflow.email.enqueued events (a burst becomes one event)",
     )
 
+    # --- Prometheus metrics (/metrics of the receiver and of each `consume`) -----------
+    consume_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of `consume`'s /metrics (0 = any free port); unset = no endpoint",
+    )
+    consume_metrics_host: str = Field(
+        "127.0.0.1", description="Address of `consume`'s /metrics (0.0.0.0 in a container)"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="If set, /metrics needs `Authorization: Bearer <token>`"
+    )
+
     # --- local system (`taskflow-jobs up`) -------------------------------------------
     prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")
     run_retention_days: float = Field(

@@ -43,6 +43,7 @@ def consume() -> None:
     from flows.common import flow_settings
     from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
     from taskflow_jobs.email.worker.consumer import Consumer, run_until_signalled
+    from taskflow_jobs.jobs.metrics import serve_consume_metrics
 
     # the same settings the flow runs read (the Prefect blocks over the environment): the
     # runs share this process's dispatcher, so its provider must be the blocks' provider
@@ -54,7 +55,9 @@ def consume() -> None:
         state = await email_dispatch(mode="listen", consumer=label, return_state=True)
         return await dispatch_summary(state)
 
-    run_until_signalled(Consumer(current, db.database_url(current), run_flow))
+    url = db.database_url(current)
+    with serve_consume_metrics(current, url):
+        run_until_signalled(Consumer(current, url, run_flow))
 
 
 @command()
@@ -102,7 +105,7 @@ def dlq_list(
     message_type: Annotated[str | None, typer.Option("--type", help="Only this type")] = None,
     reason: Annotated[str | None, typer.Option(help="Reason contains this text")] = None,
     since: Annotated[str | None, typer.Option(help="Newer than: 30m, 2h, 7d or ISO")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Show at most this many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Full rows as JSON")] = False,
 ) -> None:
     """Dead letters, newest first."""

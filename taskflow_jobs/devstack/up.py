@@ -25,6 +25,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.deploy import deploy
+from flows.daily_stats import run_name_for as daily_stats_run_name
 from taskflow_jobs import db, errors, net
 from taskflow_jobs.devstack import processes, seed
 from taskflow_jobs.monitoring.prefect_api import DAILY_STATS, WORK_POOL
@@ -192,11 +193,15 @@ def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: flo
     raise errors.StartupError(f"no worker polled the work pool within {timeout:.0f}s")
 
 
-def request_run(stack: Stack, deployment: str, parameters: dict[str, Any] | None = None) -> Any:
-    """Schedule a run of `deployment` now (the worker picks it up); returns the flow run."""
-
+def request_run(
+    stack: Stack, deployment: str, parameters: dict[str, Any] | None = None, *, name: str
+) -> Any:
+    """Schedule a run of `deployment` now (the worker picks it up), named `name` from the
+    start: the name printed here is the one the UI shows; returns the flow run."""
     with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
-        return run_deployment(deployment, parameters=parameters or {}, timeout=0)
+        return run_deployment(
+            deployment, parameters=parameters or {}, timeout=0, flow_run_name=name
+        )
 
 
 def start_system(
@@ -270,7 +275,8 @@ def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
             seeded = seed.seed_if_empty(stack.database_url)
             if seeded:
                 print(f"demo data: {seeded}", flush=True)
-            run = request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}")
+            name = daily_stats_run_name(None, settings.timezone)
+            run = request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}", name=name)
             print(f"daily-stats report requested: run {run.name!r} (see the UI)", flush=True)
             print("\n".join(banner(stack)), flush=True)
             watch(supervisor)

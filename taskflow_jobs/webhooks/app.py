@@ -13,13 +13,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 
+from taskflow_jobs.jobs.metrics import WebhookMetrics
 from taskflow_jobs.settings import EMAIL_QUEUE, Settings
 from taskflow_jobs.webhooks import chores
 from taskflow_jobs.webhooks.auth import Authenticator
 from taskflow_jobs.webhooks.errors import RequestContext, install_error_handlers
 from taskflow_jobs.webhooks.events import EnqueuedEvents, PrefectEvents
 from taskflow_jobs.webhooks.inputs import MAX_BODY_BYTES
+from taskflow_jobs.webhooks.metrics_route import metrics_router
 from taskflow_jobs.webhooks.routes import router
 from taskflow_jobs.webhooks.state import Receiver
 
@@ -32,6 +35,10 @@ def secrets_of(settings: Settings) -> list[str]:
         for s in (settings.webhook_secret, settings.webhook_secret_previous)
         if s is not None and s.get_secret_value()
     ]
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() or None if secret is not None else None
 
 
 def create_app(
@@ -81,6 +88,9 @@ def create_app(
     app.state.receiver = rx
     app.router.redirect_slashes = False  # a 307 with an empty body helps no webhook sender
     app.include_router(router)
+    app.include_router(metrics_router)
+    app.state.metrics_token = secret_value(settings.metrics_token)
     install_error_handlers(app)
     app.add_middleware(RequestContext)
+    app.add_middleware(WebhookMetrics)
     return app

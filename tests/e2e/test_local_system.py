@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -229,7 +230,7 @@ def test_the_newcomer_journey(
         signup(up, "first@example.com")
         wait_for(lambda: delivered_to(sendgrid, "first@example.com"), 30, "the welcome email")
 
-        # 2. the UI lists the five deployments with their schedules
+        # 2. the UI lists the five deployments with their schedules (the sweep has none)
         with chromium_page() as page:
             page.goto(f"{ui}/deployments")
             page.get_by_text("5 Deployments").wait_for()
@@ -237,8 +238,9 @@ def test_the_newcomer_journey(
             for name in ("email-dispatch", "daily-stats", "health-check", "cleanup",
                          "weekly-summary"):  # fmt: skip
                 assert name in body
-            for schedule in ("Every minute", "At 01:00 AM every day", "Every hour"):
+            for schedule in ("At 01:00 AM every day", "Every hour"):
                 assert schedule in body
+            assert "Every minute" not in body, "no sweep schedule: runs only for overdue email"
             page.screenshot(path=str(SCREENSHOTS / "deployments.png"))
 
         # 3. break the provider: 500s are retried (and recorded) until attempts run out
@@ -315,6 +317,16 @@ def test_a_second_run_reuses_the_data_and_busy_ports_are_named(
     try:
         wait_ready(up)
         assert "demo data:" not in up.text(), "the first run's data is still there"
+        # one name everywhere: the banner's run is the one `runs` (the UI's data) shows
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        name = f"daily-stats-{yesterday}"
+        assert f"daily-stats report requested: run {name!r}" in up.text()
+
+        def listed() -> bool:
+            done = up.cli("runs", "--flow", "daily-stats", "--json")
+            return done.returncode == 0 and name in [r["name"] for r in json.loads(done.stdout)]
+
+        wait_for(listed, 120, f"run {name} in `taskflow-jobs runs`")
         assert up.status()["queues"][0]["queue"] == "email_notifications"
 
         second = subprocess.run([CLI, "up"], env=up_env, capture_output=True, text=True,

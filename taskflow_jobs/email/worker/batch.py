@@ -56,6 +56,7 @@ from taskflow_jobs.email.providers import (
 )
 from taskflow_jobs.email.render import Renderer, TemplateProblem
 from taskflow_jobs.jobs import queue
+from taskflow_jobs.jobs.metrics import record_outcomes
 from taskflow_jobs.jobs.wakeup import Listener, Waker, wait_for
 from taskflow_jobs.settings import EMAIL_QUEUE, Settings
 from taskflow_jobs.sql import query
@@ -276,6 +277,7 @@ class Dispatcher:
                     task.cancel()
                 await self._release_quietly(batch)
         report.outcomes += outcomes
+        record_outcomes(outcomes, self.provider.name)
         if stats is not None:
             stats.record(outcomes)
         _log_outcomes(outcomes)
