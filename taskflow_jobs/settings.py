@@ -104,6 +104,16 @@ class Settings(BaseSettings):
         2.0, ge=0, description="First Prefect retry delay of a batch (doubles, jittered)"
     )
 
+    # --- Prefect as an observer of delivery ------------------------------------------
+    prefect_call_timeout: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        validation_alias="TASKFLOW_PREFECT_TIMEOUT",
+        description="Seconds one report to Prefect may take before `consume` counts Prefect "
+        "as unreachable and keeps delivering without it",
+    )
+
     # --- slack / reports -----------------------------------------------------------
     slack_webhook_url: SecretStr | None = None
     app_timezone: str = "UTC"

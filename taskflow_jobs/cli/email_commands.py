@@ -35,24 +35,29 @@ def dlq_command(*args: Any, **kwargs: Any) -> Any:
 def consume() -> None:
     """Send emails as they are enqueued (LISTEN/NOTIFY), until SIGTERM or Ctrl-C.
 
-    Each burst of work is an `email-dispatch` flow run in this process, visible in the
-    Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
+    Delivery never waits for Prefect: each burst of work is reported as an
+    `email-dispatch` flow run from the side, and while Prefect is unreachable the emails
+    keep leaving (the outage is reported when it is back). On SIGTERM it stops claiming,
+    finishes or releases what it holds, exits 0.
     """
     from flows.common import flow_settings
-    from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
-    from taskflow_jobs.email.consumer import Consumer, run_until_signalled
+    from taskflow_jobs.email.consumer import Consumer, consumer_label, run_until_signalled
+    from taskflow_jobs.email.observer import Observer, ObserverTiming
 
-    # the same settings the flow runs read (the Prefect blocks over the environment): the
-    # runs share this process's dispatcher, so its provider must be the blocks' provider
+    # the environment, with the Prefect blocks (edited in the UI) for what it leaves unset
     current = flow_settings()
+    url = db.database_url(current)
+    timing = ObserverTiming(call_timeout=current.prefect_call_timeout)
+    observer = Observer(prefect_api_url(current), consumer_label(), url, timing)
+    run_until_signalled(Consumer(current, url, observer))
 
-    label = consumer_label()
 
-    async def run_flow() -> Any:
-        state = await email_dispatch(mode="listen", consumer=label, return_state=True)
-        return await dispatch_summary(state)
+def prefect_api_url(settings: Any) -> str:
+    """PREFECT_API_URL, else where `taskflow-jobs up` runs the server; never an ephemeral
+    server (Prefect starts one in-process when no API URL is set)."""
+    from prefect.settings import PREFECT_API_URL
 
-    run_until_signalled(Consumer(current, db.database_url(current), run_flow))
+    return PREFECT_API_URL.value() or f"http://127.0.0.1:{settings.prefect_port}/api"
 
 
 @command()

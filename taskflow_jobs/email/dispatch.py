@@ -35,6 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from taskflow_jobs import queue
 from taskflow_jobs.backoff import RetryPolicy
 from taskflow_jobs.db import DatabaseUnavailable, connect, redact_url
+from taskflow_jobs.email import outbox
 from taskflow_jobs.email.compose import (
     OutgoingEmail,
     ParsedMessage,
@@ -350,7 +351,9 @@ class Dispatcher:
         failures = [
             queue.Failure(o.message_id, o.error or "failed") for o in by[Action.DEAD_LETTERED]
         ]
-        done |= set(queue.dead_letter_many(conn, token, failures, now=now))
+        dead = queue.dead_letter_many(conn, token, failures, now=now)
+        outbox.record_dead_letters(conn, dead)  # the alert survives a Prefect outage
+        done |= set(dead)
         done |= set(
             queue.release(conn, token, [o.message_id for o in by[Action.RELEASED]], now=now)
         )

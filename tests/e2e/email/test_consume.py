@@ -3,6 +3,7 @@ never send a message twice, SIGTERM finishes what is in flight, releases the res
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -149,21 +150,53 @@ def test_sigterm_finishes_in_flight_releases_the_rest_and_exits_0(
     assert "consumer stopped" in consumers.log(0)
 
 
-def finished_flow_runs(log: str) -> int:
-    return sum(
-        "Flow run '" in line and "Finished in state Completed" in line for line in log.splitlines()
-    )
+def consume_runs(pid: int) -> list:
+    """The `email-dispatch` flow runs one consume process reported, oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f":{pid} ")),
+            sort=FlowRunSort.START_TIME_ASC,
+        )
+        return runs
+
+
+def run_artifact(run_id) -> list[dict]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+    return [json.loads(a.data) if isinstance(a.data, str) else a.data for a in found]
+
+
+def totals(table: list[dict]) -> dict[str, int]:
+    return {row["outcome"]: row["count"] for row in table if row["message"] == "total"}
 
 
 def test_each_burst_is_a_flow_run_that_ends_when_idle(
     conn: psycopg.Connection, consumers: Consumers, sendgrid: StubServer
 ) -> None:
-    consumers.start(EMAIL_IDLE_TIMEOUT="1")
+    process = consumers.start(EMAIL_IDLE_TIMEOUT="1")
     signup(conn, "first@example.com", "First")
     wait_until(lambda: len(sendgrid.stub.accepted()) == 1, 60, "the first burst")
-    wait_until(lambda: finished_flow_runs(consumers.log(0)) == 1, 30, "the idle run to end")
 
+    def finished() -> list:
+        return [r for r in consume_runs(process.pid) if r.state and r.state.is_final()]
+
+    wait_until(lambda: len(finished()) == 1, 30, "the idle burst's run to end")
     signup(conn, "second@example.com", "Second")
     wait_until(lambda: len(sendgrid.stub.accepted()) == 2, 60, "the second burst")
-    wait_until(lambda: finished_flow_runs(consumers.log(0)) == 2, 30, "the second run to end")
-    assert consumers.log(0).count("Beginning flow run") == 2
+    wait_until(lambda: len(finished()) == 2, 30, "the second burst's run to end")
+
+    runs = finished()
+    assert [r.state.type.value for r in runs] == ["COMPLETED", "COMPLETED"]
+    assert all(r.name.startswith("consume@") for r in runs)
+    for run in runs:
+        (table,) = run_artifact(run.id)
+        assert totals(table)["sent"] == 1
