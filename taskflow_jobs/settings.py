@@ -113,6 +113,22 @@ class Settings(BaseSettings):
         description="Seconds one report to Prefect may take before `consume` counts Prefect "
         "as unreachable and keeps delivering without it",
     )
+    blocks_wait: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        validation_alias="TASKFLOW_BLOCKS_WAIT",
+        description="Seconds a process retries reading a Prefect block it needs before it "
+        "exits with an error naming the block (it never falls back to a default)",
+    )
+    settings_refresh: float = Field(
+        60.0,
+        ge=1,
+        le=86400,
+        validation_alias="TASKFLOW_SETTINGS_REFRESH",
+        description="`consume` re-reads the Prefect blocks this often: a UI edit takes "
+        "effect within this time, and while Prefect is down the last known values stay",
+    )
 
     # --- slack / reports -----------------------------------------------------------
     slack_webhook_url: SecretStr | None = None

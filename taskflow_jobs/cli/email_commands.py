@@ -40,16 +40,29 @@ def consume() -> None:
     keep leaving (the outage is reported when it is back). On SIGTERM it stops claiming,
     finishes or releases what it holds, exits 0.
     """
-    from flows.common import flow_settings
+    from blocks.keeper import SettingsKeeper
+    from blocks.registry import settings_from_blocks
+    from flows.common import require_database
     from taskflow_jobs.email.consumer import Consumer, consumer_label, run_until_signalled
     from taskflow_jobs.email.observer import Observer, ObserverTiming
+    from taskflow_jobs.settings import load_settings
 
-    # the environment, with the Prefect blocks (edited in the UI) for what it leaves unset
-    current = flow_settings()
+    def read(wait: float | None = None) -> Any:
+        # the environment, with the blocks for what it leaves unset (failing closed)
+        needs = ("email", "database")
+        return require_database(settings_from_blocks(load_settings(), needs, wait=wait))
+
+    current = read()
     url = db.database_url(current)
+    keeper = SettingsKeeper(lambda: read(wait=0), current).start()
     timing = ObserverTiming(call_timeout=current.prefect_call_timeout)
     observer = Observer(prefect_api_url(current), consumer_label(), url, timing)
-    run_until_signalled(Consumer(current, url, observer))
+    try:
+        run_until_signalled(
+            Consumer(current, url, observer, latest_settings=lambda: keeper.current)
+        )
+    finally:
+        keeper.stop()
 
 
 def prefect_api_url(settings: Any) -> str:

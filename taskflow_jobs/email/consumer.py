@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from taskflow_jobs.backoff import exponential_ceiling
@@ -69,8 +70,10 @@ class Consumer:
         observer: Observer | None = None,
         *,
         provider: Provider | None = None,
+        latest_settings: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
+        self.latest_settings = latest_settings  # refreshed in the background
         self.dispatcher = Dispatcher(settings, url, provider=provider)
         self.observer = observer
         self.current: asyncio.Task[Any] | None = None
@@ -125,6 +128,7 @@ class Consumer:
 
     async def burst(self) -> DispatchStats:
         """Batches until idle or the budget ends; the observer reports it to Prefect."""
+        await self._follow_settings()
         observed = self.observer.burst_started() if self.observer is not None else None
         stats = observed.stats if observed is not None else DispatchStats()
 
@@ -142,6 +146,16 @@ class Consumer:
                 self.observer.burst_ended(observed, error)
             log.info("burst done: %s", stats.summary())
         return stats
+
+    async def _follow_settings(self) -> None:
+        latest = self.latest_settings() if self.latest_settings is not None else self.settings
+        if latest is self.settings or latest == self.settings:
+            return
+        if latest.database_url != self.settings.database_url:
+            log.warning("the database setting changed: restart consume to use it")
+        await self.dispatcher.reconfigure(latest)
+        self.settings = latest
+        log.info("now sending with provider %s", self.dispatcher.provider.name)
 
     async def _one_run(self) -> None:
         """One burst; on a stop request give it the grace period, then cancel it."""

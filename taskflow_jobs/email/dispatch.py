@@ -145,6 +145,23 @@ class Dispatcher:
             self.listener.start()
         return self
 
+    async def reconfigure(self, settings: Settings) -> None:
+        """Use new email settings (a block edited in the UI) from the next batch on.
+
+        Called between bursts, when no batch holds the provider. The database and the
+        pool stay: a new DATABASE_URL needs a restart.
+        """
+        old = self.provider
+        self.settings = settings
+        self.sender = parse_sender(settings.email_from)
+        self.provider = create_provider(settings)
+        self.batch_size = settings.email_batch_size
+        self.visibility_timeout = settings.email_visibility_timeout
+        self.policy = RetryPolicy(
+            settings.email_backoff_base, settings.email_backoff_cap, settings.email_max_attempts
+        )
+        await old.aclose()
+
     async def close(self) -> None:
         if self.listener is not None:
             await self.listener.stop()

@@ -186,3 +186,27 @@ def test_consume_delivers_with_no_prefect_at_all(
     assert log.count(WARNING) == 1, log
     assert f"127.0.0.1:{nowhere}/api" in log
     assert "Starting temporary server" not in log, "no ephemeral Prefect server"
+
+
+@pytest.mark.parametrize(
+    ("unset", "block"),
+    [("EMAIL_PROVIDER", "taskflow-email"), ("DATABASE_URL", "taskflow-database-url")],
+)
+def test_consume_fails_closed_when_a_needed_block_cannot_be_read(
+    conn: psycopg.Connection, pool: Consumers, sendgrid: StubServer, unset: str, block: str
+) -> None:
+    """No default stands in for a setting that a block should give: the console provider
+    would archive real mail as sent, an embedded database would be the wrong one."""
+    ids = [signup(conn, f"user{i}@example.com", f"User {i}")[1] for i in range(3)]
+    nowhere = system.free_port()
+    process = pool.start(
+        **{unset: ""},
+        PREFECT_API_URL=f"http://127.0.0.1:{nowhere}/api",
+        TASKFLOW_BLOCKS_WAIT="2",
+    )
+    assert process.wait(60) == 1
+    log = pool.log(0)
+    assert f"cannot read the Prefect block {block!r}" in log and unset in log, log
+    assert "Traceback" not in log
+    time.sleep(0.5)
+    assert sendgrid.stub.received == [] and counts(conn)["live"] == len(ids), "still queued"
