@@ -177,26 +177,46 @@ class PrefectUnavailable(RuntimeError):
     pass
 
 
-def _prefect(coro: Any) -> Any:
-    from prefect.settings import PREFECT_API_URL
+# `status` answers within a few seconds even when the Prefect server is frozen
+PREFECT_DEADLINE = 5.0
 
+
+def _prefect(coro: Any, deadline: float = PREFECT_DEADLINE) -> Any:
+    """Run a Prefect API read with one overall deadline and no client retries."""
+    from prefect.settings import (
+        PREFECT_API_REQUEST_TIMEOUT,
+        PREFECT_API_URL,
+        PREFECT_CLIENT_MAX_RETRIES,
+        temporary_settings,
+    )
+
+    url = PREFECT_API_URL.value() or "(PREFECT_API_URL unset: an ephemeral server)"
+    quick = {PREFECT_API_REQUEST_TIMEOUT: deadline, PREFECT_CLIENT_MAX_RETRIES: 0}
     try:
-        return asyncio.run(coro)
+        with temporary_settings(quick):
+            return asyncio.run(asyncio.wait_for(coro, deadline))
+    except TimeoutError:
+        raise PrefectUnavailable(
+            f"Prefect API at {url} did not answer within {deadline:g}s"
+        ) from None
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
-        url = PREFECT_API_URL.value() or "(PREFECT_API_URL unset: an ephemeral server)"
         raise PrefectUnavailable(
             f"Prefect API at {url} unreachable ({type(exc).__name__})"
         ) from None
 
 
-def snapshot(url: str) -> Snapshot:
-    """Queues and dead letters always; deployments when the Prefect API answers."""
-    snap = database_snapshot(url)
+def add_deployments(snap: Snapshot) -> Snapshot:
+    """The Prefect part of `snap`, or the reason it is missing."""
     try:
         snap.deployments = _prefect(_deployments())
     except PrefectUnavailable as exc:
         snap.prefect_error = str(exc)
     return snap
+
+
+def snapshot(url: str) -> Snapshot:
+    """Queues and dead letters always; deployments when the Prefect API answers in time."""
+    return add_deployments(database_snapshot(url))
 
 
 def recent_runs(flow: str | None = None, limit: int = 20) -> list[RunInfo]:

@@ -210,3 +210,36 @@ def test_consume_fails_closed_when_a_needed_block_cannot_be_read(
     assert "Traceback" not in log
     time.sleep(0.5)
     assert sendgrid.stub.received == [] and counts(conn)["live"] == len(ids), "still queued"
+
+
+def test_status_prints_the_database_at_once_and_gives_up_on_a_frozen_prefect(
+    database_url: str, data_dir: Path, own_prefect: OwnPrefect
+) -> None:
+    import subprocess
+    import sys
+
+    argv = [str(Path(sys.executable).parent / "taskflow-jobs"), "status"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TASKFLOW_DATA_DIR": str(data_dir),
+        "PREFECT_API_URL": own_prefect.api_url,
+        "COLUMNS": "200",
+    }
+    own_prefect.signal(signal.SIGSTOP)
+    try:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
+        arrivals: list[tuple[float, str]] = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            arrivals.append((time.monotonic(), line))
+        process.wait(60)
+    finally:
+        own_prefect.signal(signal.SIGCONT)
+    text = "".join(line for _, line in arrivals)
+    assert process.returncode == 0, text
+    queues_at = next(at for at, line in arrivals if "email_notifications" in line)
+    ended_at = arrivals[-1][0]
+    assert "did not answer within 5s" in text, text
+    assert ended_at - queues_at >= 4, "the database part came before the Prefect wait"
+    assert ended_at - queues_at < 10, "the Prefect part gave up within its deadline"
