@@ -1,8 +1,8 @@
 """Events for Prefect kept in PostgreSQL until Prefect accepts them (a transactional outbox).
 
 A dead letter must reach the automations that alert on it even when the Prefect API is
-down when it happens, or when the process dies before Prefect is back. So the settle
-that dead-letters a message also writes its event row in the same transaction, and
+down when it happens, or when the process dies before Prefect is back. So a trigger on
+`jobs.dead_letters` writes its event row in the same transaction (migration 0055), and
 whoever talks to Prefect next (the `consume` observer, the `email-dispatch` flow)
 publishes the rows through `POST /api/events` and deletes them. Each row carries its own
 event id, so a publish repeated after a lost answer is one event, not two.
@@ -11,10 +11,8 @@ event id, so a publish repeated after a lost answer is one event, not two.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
-
-import psycopg
 
 from taskflow_jobs.db import transaction
 from taskflow_jobs.sql import query
@@ -26,12 +24,6 @@ PUBLISH_BATCH = 200
 
 # Posts a list of events (Prefect's JSON shape) and raises if Prefect did not take them.
 PostEvents = Callable[[list[dict[str, Any]]], None]
-
-
-def record_dead_letters(conn: psycopg.Connection, ids: Sequence[int]) -> None:
-    """Write one event per dead letter, inside the caller's (the settle's) transaction."""
-    if ids:
-        conn.execute(query("outbox_add_dead_letters"), {"ids": list(ids)})
 
 
 def as_event(row: dict[str, Any], related: list[dict[str, str]] | None = None) -> dict[str, Any]:

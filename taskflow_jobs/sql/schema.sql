@@ -195,6 +195,26 @@ BEGIN
     RETURN NEW;
 END $$;
 
+CREATE FUNCTION jobs.outbox_dead_letters() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO jobs.prefect_outbox (event, resource, payload, occurred_at)
+    SELECT 'taskflow.email.dead-lettered',
+           jsonb_build_object(
+               'prefect.resource.id', 'taskflow.email.' || n.id,
+               'prefect.resource.name', 'email job ' || n.id,
+               'taskflow.message-type', coalesce(n.payload ->> 'type', 'unknown')),
+           jsonb_build_object(
+               'message_id', n.id, 'type', n.payload ->> 'type', 'reason', n.reason,
+               'attempt', n.attempt),
+           n.dead_lettered_at
+    FROM new_rows n
+    WHERE n.queue = 'email_notifications';
+    RETURN NULL;
+END;
+$$;
+
 CREATE FUNCTION jobs.redrive(p_ids bigint[] DEFAULT NULL::bigint[], p_queue text DEFAULT NULL::text, p_type text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
@@ -606,6 +626,8 @@ CREATE INDEX tasks_created_at_idx ON public.tasks USING btree (created_at);
 CREATE TRIGGER create_profile_for_new_user AFTER INSERT ON auth.users FOR EACH ROW EXECUTE FUNCTION public.create_profile_for_new_user();
 
 CREATE TRIGGER enqueue_welcome_email AFTER INSERT ON auth.users FOR EACH ROW EXECUTE FUNCTION jobs.on_user_created();
+
+CREATE TRIGGER dead_letters_outbox AFTER INSERT ON jobs.dead_letters REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION jobs.outbox_dead_letters();
 
 CREATE TRIGGER messages_notify AFTER INSERT ON jobs.messages REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION jobs.notify_new_messages();
 

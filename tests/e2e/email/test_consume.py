@@ -77,19 +77,27 @@ def counts(conn: psycopg.Connection) -> dict[str, int]:
     ).fetchone()
 
 
+# a lease of 3 s: the sends (SENDGRID_TIMEOUT) and the last settle must fit in it
+SHORT_LEASE = {
+    "EMAIL_VISIBILITY_TIMEOUT": "3",
+    "SENDGRID_TIMEOUT": "1",
+    "EMAIL_SETTLE_MARGIN": "0.5",
+}
+
+
 def test_sigkill_mid_batch_loses_nothing(
     conn: psycopg.Connection, consumers: Consumers, sendgrid: StubServer
 ) -> None:
     ids = [signup(conn, f"user{i}@example.com", f"User {i}")[1] for i in range(30)]
     sendgrid.stub.script = lambda body: Reply(202, delay=0.2)  # slow: the kill lands mid-batch
-    first = consumers.start(EMAIL_VISIBILITY_TIMEOUT="3")
+    first = consumers.start(**SHORT_LEASE)
     wait_until(lambda: len(sendgrid.stub.received) >= 3, 60, "the first sends")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert counts(conn)["leased"] > 0, "the kill should leave leased messages behind"
 
     sendgrid.stub.script = lambda body: Reply(202)
-    consumers.start(EMAIL_VISIBILITY_TIMEOUT="3")
+    consumers.start(**SHORT_LEASE)
     wait_until(lambda: counts(conn)["archived"] == len(ids), 90, "every message delivered")
 
     delivered = {r.message_id for r in sendgrid.stub.accepted()}
