@@ -23,16 +23,18 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium for the browser test…"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 
-test: $(STAMP) $(CHROMIUM)
-	$(BIN)/ruff check .
+test: $(STAMP) $(CHROMIUM) lint
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	@for f in bench/[!_]*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
+# style, formatting, the one-way import contract (pyproject.toml) and types
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 schema: $(STAMP)
 	$(BIN)/taskflow-jobs schema --write

@@ -1,6 +1,6 @@
 """Benchmark: cleanup of 2 million expired audit_log rows among live ones, with a writer.
 
-Ours: `cleanup.purge`, batches of adaptive size, each its own short transaction.
+Ours: `retention.purge`, batches of adaptive size, each its own short transaction.
 Baseline: one `DELETE FROM audit_log WHERE created_at < now() - 90 days` transaction.
 Both run on identical copies of the data (CREATE DATABASE … TEMPLATE) while a writer
 thread inserts audit rows one by one. Reported for both: the longest transaction (timed by
@@ -28,10 +28,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._scratch import migrated_database, scratch_postgres  # noqa: E402
-from taskflow_jobs import cleanup, db  # noqa: E402
+from taskflow_jobs import db
+from taskflow_jobs.jobs import retention
 from taskflow_jobs.settings import load_settings  # noqa: E402
 
-APP = cleanup.APPLICATION_NAME
+APP = retention.APPLICATION_NAME
 SEED = """
 INSERT INTO public.audit_log (actor_id, action, entity, entity_id, created_at)
 SELECT gen_random_uuid(), 'update', 'task', i::text,
@@ -140,10 +141,10 @@ def single_delete(conn, cutoff: dt.datetime) -> tuple[int, float]:
 
 def batched_delete(conn, now: dt.datetime) -> tuple[int, float]:
     settings = load_settings()
-    retention = cleanup.retentions(settings)[0]
-    result = cleanup.purge(
+    rule = retention.retentions(settings)[0]
+    result = retention.purge(
         conn,
-        retention,
+        rule,
         now=now,
         batch_size=settings.cleanup_batch_size,
         target_seconds=settings.cleanup_batch_seconds,

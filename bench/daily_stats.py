@@ -26,7 +26,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._scratch import migrated_database, scratch_postgres  # noqa: E402
-from taskflow_jobs import db, stats  # noqa: E402
+from taskflow_jobs import db
+from taskflow_jobs.reports import stats
 
 # The original design: one INSERT of three counts, each over every row of its table.
 BASELINE = """

@@ -1,4 +1,4 @@
-"""Benchmark of email dispatch (issue 3). Prints one JSON object as its last line.
+"""Benchmark of email dispatch. Prints one JSON object as its last line.
 
 1. Throughput: 10,000 signups queued at once, sent by one `email-dispatch` flow run
    (drain mode) to a SendGrid-compatible stub running in its own process. Baseline, in
@@ -50,14 +50,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def start_stub(port: int, log_dir: Path) -> subprocess.Popen:
-    from taskflow_jobs.system import wait_for_http
+    from taskflow_jobs.net import wait_for_http
 
     log = open(log_dir / "stub.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "taskflow_jobs.testing.sendgrid_stub",
+            "taskflow_jobs.devstack.sendgrid_stub",
             "--port",
             str(port),
             "--api-key",
@@ -266,16 +266,17 @@ def latency(db_url: str, stub_url: str, env: dict[str, str], log_dir: Path) -> d
 
 
 def main() -> None:
-    from taskflow_jobs import local, system
+    from taskflow_jobs import net
+    from taskflow_jobs.devstack import processes, up
     from taskflow_jobs.settings import get_settings, load_settings
 
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
-    supervisor = system.Supervisor(work / "logs")
+    supervisor = processes.Supervisor(work / "logs")
     stub = None
     try:
         settings = load_settings(data_dir=work / "data", database_url=None)
-        stack = local.start_stack(settings, supervisor, prefect_port=system.free_port())
-        stub_port = system.free_port()
+        stack = up.start_stack(settings, supervisor, prefect_port=net.free_port())
+        stub_port = net.free_port()
         stub = start_stub(stub_port, supervisor.log_dir)
         stub_url = f"http://127.0.0.1:{stub_port}"
         env = {

@@ -32,7 +32,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench._scratch import migrated_database, scratch_postgres
-from taskflow_jobs import db, queue
+from taskflow_jobs import db
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 
 BARE = """

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 
 from bench._scratch import migrated_database, scratch_postgres
-from taskflow_jobs import db, system
+from taskflow_jobs import db, net
+from taskflow_jobs.devstack import processes
 from taskflow_jobs.webhooks.auth import sign
 
 CONCURRENCY = 16
@@ -121,9 +122,9 @@ def measure(url: str, make_body: Callable[[int], bytes]) -> dict:
 def main() -> None:
     with scratch_postgres("bench-webhooks-") as (embedded, data):
         url = migrated_database(embedded, db.APP_DATABASE)
-        supervisor = system.Supervisor(data / "logs")
+        supervisor = processes.Supervisor(data / "logs")
         try:
-            port, base_port = system.free_port(), system.free_port()
+            port, base_port = net.free_port(), net.free_port()
             env = {
                 "WEBHOOK_SECRET": SECRET,
                 "WEBHOOK_PORT": str(port),
@@ -133,7 +134,7 @@ def main() -> None:
             }
             receiver = supervisor.start("receiver", [str(BIN), "webhooks"], env)
             supervisor.start("baseline", [sys.executable, "-c", BASELINE_APP, str(base_port)], {})
-            system.wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, receiver.process)
+            net.wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, receiver.process)
             base_health = f"http://127.0.0.1:{base_port}/api/notify"
             deadline = time.monotonic() + 30
             while True:

@@ -1,4 +1,4 @@
-"""Create the blocks from the environment, and read them back over the environment."""
+"""Reading the blocks back over the environment: the settings a flow or `consume` runs with."""
 
 from __future__ import annotations
 
@@ -7,27 +7,23 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
-from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
-from prefect.blocks.system import Secret
-from pydantic import SecretStr, ValidationError
+from prefect.blocks.core import Block
+from prefect.blocks.notifications import SlackWebhook
+from prefect.settings import PREFECT_API_URL
+from prefect_sqlalchemy import SqlAlchemyConnector
+from pydantic import ValidationError
 
+from blocks.database import psycopg_url
 from blocks.email import TaskflowEmail
 from taskflow_jobs.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
+B = TypeVar("B", bound=Block)
 
-EMAIL_FIELDS = (
-    "email_provider",
-    "email_from",
-    "smtp_host",
-    "smtp_port",
-    "smtp_username",
-    "smtp_password",
-    "smtp_starttls",
-    "sendgrid_api_key",
-    "sendgrid_api_url",
-)
+# the block declares the email settings; the environment names are the same fields
+EMAIL_FIELDS = tuple(TaskflowEmail.model_fields)
 
 
 @dataclass(frozen=True)
@@ -43,8 +39,8 @@ class BlockNames:
         return f"{self.prefix}-email"
 
     @property
-    def database_url(self) -> str:
-        return f"{self.prefix}-database-url"
+    def database(self) -> str:
+        return f"{self.prefix}-database"
 
     @property
     def alerts(self) -> str:
@@ -52,10 +48,10 @@ class BlockNames:
 
 
 @contextmanager
-def _apprise_quiet() -> Iterator[None]:
+def apprise_quiet() -> Iterator[None]:
     """Building a SlackWebhook block makes Apprise parse its URL, and Apprise logs an ERROR
     for any Slack-compatible URL that is not hooks.slack.com (a proxy, Mattermost, a test
-    stand-in). We never send through Apprise (`taskflow_jobs.slack` posts the JSON itself),
+    stand-in). We never send through Apprise (`taskflow_jobs.reports.slack` posts the JSON itself),
     so that line is noise in every flow run's log: silence Apprise while the block is built.
     """
     apprise = logging.getLogger("apprise")
@@ -67,92 +63,10 @@ def _apprise_quiet() -> Iterator[None]:
         apprise.disabled = was_disabled
 
 
-def _slack_block(url: SecretStr) -> SlackWebhook:
-    with _apprise_quiet():
-        return SlackWebhook(url=url)
-
-
 def prefect_api_configured() -> bool:
     """Without PREFECT_API_URL, Prefect would start a throwaway server just to find no blocks."""
-    from prefect.settings import PREFECT_API_URL
 
     return bool(PREFECT_API_URL.value())
-
-
-def _exists(name: str, block_type_slug: str) -> bool:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_block_document_by_name(name=name, block_type_slug=block_type_slug)
-        except ObjectNotFound:
-            return False
-    return True
-
-
-def alerts_block(webhook_url: SecretStr) -> CustomWebhookNotificationBlock:
-    """Where the automations post: Slack's incoming-webhook JSON to the URL kept as a secret.
-
-    Prefect's SlackWebhook block sends through Apprise's Slack plugin, which only talks to
-    hooks.slack.com; this block posts `{"text": …}` to any Slack-compatible URL (Slack,
-    Mattermost, a proxy), which also lets the tests watch alerts arrive.
-    """
-    return CustomWebhookNotificationBlock(
-        name="taskflow-jobs alerts",
-        url="{{webhook_url}}",
-        method="POST",
-        json_data={"text": "*{{subject}}*\n{{body}}"},
-        secrets={"webhook_url": webhook_url.get_secret_value()},
-        allow_private_urls=True,
-    )
-
-
-def _email_block(settings: Settings) -> TaskflowEmail:
-    values = {name: getattr(settings, name) for name in EMAIL_FIELDS}
-    values["email_provider"] = str(settings.email_provider)
-    return TaskflowEmail(**values)
-
-
-def register_blocks(settings: Settings, *, overwrite: bool = False) -> dict[str, str]:
-    """Save the blocks from `settings`; existing ones are kept unless `overwrite`.
-
-    Returns what happened to each block name: created, updated, kept, or not set.
-    """
-    names = BlockNames(settings.block_prefix)
-    TaskflowEmail.register_type_and_schema()
-    wanted: list[tuple[str, str, object | None, str]] = [
-        (names.email, "taskflow-email", _email_block(settings), ""),
-        (
-            names.slack,
-            "slack-webhook",
-            _slack_block(settings.slack_webhook_url) if settings.slack_webhook_url else None,
-            "SLACK_WEBHOOK_URL is unset",
-        ),
-        (
-            names.alerts,
-            "custom-webhook",
-            alerts_block(settings.slack_webhook_url) if settings.slack_webhook_url else None,
-            "SLACK_WEBHOOK_URL is unset (automations will not notify)",
-        ),
-        (
-            names.database_url,
-            "secret",
-            Secret(value=SecretStr(settings.database_url)) if settings.database_url else None,
-            "DATABASE_URL is unset (flows use the embedded database)",
-        ),
-    ]
-    outcome: dict[str, str] = {}
-    for name, slug, block, why_not in wanted:
-        exists = _exists(name, slug)
-        if exists and not overwrite:
-            outcome[name] = "kept (already exists; --overwrite-blocks replaces it)"
-        elif block is None:
-            outcome[name] = f"not created: {why_not}"
-        else:
-            block.save(name, overwrite=True)
-            outcome[name] = "updated" if exists else "created"
-    return outcome
 
 
 class BlockUnreadable(SettingsError):
@@ -164,7 +78,7 @@ BLOCK_KEYS = {"email": "email_provider", "slack": "slack_webhook_url", "database
 ALL_BLOCKS = tuple(BLOCK_KEYS)
 
 
-def _load(block_type: type, name: str, timeout: float) -> object | None:
+def _load(block_type: type[B], name: str, timeout: float) -> B | None:
     """One read with a short deadline and no client retries (the caller retries)."""
     from prefect.settings import (
         PREFECT_API_REQUEST_TIMEOUT,
@@ -173,11 +87,10 @@ def _load(block_type: type, name: str, timeout: float) -> object | None:
     )
 
     try:
-        with temporary_settings(
-            {PREFECT_API_REQUEST_TIMEOUT: timeout, PREFECT_CLIENT_MAX_RETRIES: 0}
-        ):
+        quick = {PREFECT_API_REQUEST_TIMEOUT: timeout, PREFECT_CLIENT_MAX_RETRIES: 0}
+        with temporary_settings(quick):
             # _sync: flows may be async (email-dispatch); this is a short blocking read
-            return block_type.load(name, _sync=True)
+            return block_type.load(name, _sync=True)  # type: ignore[call-arg, return-value]
     except ValueError as exc:
         if "Unable to find block document" in str(exc):
             return None  # never created: the environment's value stands
@@ -185,8 +98,8 @@ def _load(block_type: type, name: str, timeout: float) -> object | None:
 
 
 def _load_patiently(
-    block_type: type, name: str, env: str, base: Settings, wait: float
-) -> object | None:
+    block_type: type[B], name: str, env: str, base: Settings, wait: float
+) -> B | None:
     """Read a block, retrying for `wait` seconds; then fail naming it."""
     deadline = time.monotonic() + wait
     delay = 0.5
@@ -231,14 +144,14 @@ def settings_from_blocks(
         if email is not None:
             updates.update({n: getattr(email, n) for n in EMAIL_FIELDS if n not in explicit})
     if "slack" in wanted:
-        with _apprise_quiet():
+        with apprise_quiet():
             slack = _load_patiently(SlackWebhook, names.slack, "SLACK_WEBHOOK_URL", base, wait)
         if slack is not None:
             updates["slack_webhook_url"] = slack.url
     if "database" in wanted:
-        database = _load_patiently(Secret, names.database_url, "DATABASE_URL", base, wait)
+        database = _load_patiently(SqlAlchemyConnector, names.database, "DATABASE_URL", base, wait)
         if database is not None:
-            updates["database_url"] = str(database.get())
+            updates["database_url"] = psycopg_url(database)
     if not updates:
         return base
     try:

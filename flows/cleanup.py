@@ -6,19 +6,22 @@ import datetime as dt
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
 
 from flows.common import flow_settings
-from taskflow_jobs import cleanup as cleaning
 from taskflow_jobs import db
+from taskflow_jobs.jobs import retention as cleaning
+from taskflow_jobs.monitoring.heartbeat import heartbeating
+from taskflow_jobs.monitoring.prefect_api import CLEANUP
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
 
     return f"cleanup-{flow_run.scheduled_start_time:%Y-%m-%d}"
 
 
-@flow(name="cleanup", flow_run_name=_run_name, log_prints=True)
+@flow(name=CLEANUP, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def cleanup(vacuum: bool = True) -> dict:
     """Delete rows past their retention (CLEANUP_*_DAYS), each batch its own short
     transaction so the application keeps writing; then VACUUM (ANALYZE) what shrank."""

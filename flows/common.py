@@ -7,11 +7,12 @@ import logging
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
 from blocks import BlockNames, settings_from_blocks
-from taskflow_jobs import slack
+from taskflow_jobs.reports import slack
 from taskflow_jobs.settings import Settings, SettingsError, load_settings
 
 # Deployments ship the library's loggers to the run's logs (PREFECT_LOGGING_EXTRA_LOGGERS in
@@ -30,7 +31,7 @@ def require_database(settings: Settings) -> Settings:
     """Workers and consumers never start an embedded PostgreSQL: only `up` and `demo` do,
     and they hand its URL to their children."""
     if settings.database_url is None:
-        block = BlockNames(settings.block_prefix).database_url
+        block = BlockNames(settings.block_prefix).database
         raise SettingsError(
             f"no database configured: set DATABASE_URL or create the Prefect block {block!r}"
             " (`taskflow-jobs deploy` creates it from DATABASE_URL)"
@@ -70,7 +71,6 @@ def post_to_slack(webhook_url: SecretStr | None, text: str) -> bool:
 
 def scheduled_lateness() -> dt.timedelta:
     """How long after its scheduled time this flow run started (zero outside a run)."""
-    from prefect.runtime import flow_run
 
     scheduled = flow_run.scheduled_start_time
     return max(dt.timedelta(0), dt.datetime.now(dt.UTC) - scheduled)

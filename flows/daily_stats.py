@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
+from blocks import connector_for
 from flows.common import flow_settings, post_to_slack
-from taskflow_jobs import db, summaries
-from taskflow_jobs.stats import resolve_day
+from taskflow_jobs import db
+from taskflow_jobs.monitoring.heartbeat import heartbeating
+from taskflow_jobs.monitoring.prefect_api import DAILY_STATS
+from taskflow_jobs.reports import summaries
+from taskflow_jobs.reports.stats import resolve_day
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
 
     date = (flow_run.parameters or {}).get("date")
     return f"daily-stats-{date}" if date else "daily-stats-yesterday"
 
 
-@flow(name="daily-stats", flow_run_name=_run_name, log_prints=True)
+@flow(name=DAILY_STATS, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def daily_stats(date: str | None = None, catch_up_days: int | None = None) -> dict:
     """Count new tasks, completed tasks and new users for one day in APP_TIMEZONE.
 
@@ -30,8 +35,14 @@ def daily_stats(date: str | None = None, catch_up_days: int | None = None) -> di
     tz = settings.timezone
     day = resolve_day(date, tz)
     days = catch_up_days or settings.stats_catchup_days
-    with db.connect(db.database_url(settings), autocommit=True) as conn:
-        result = summaries.daily(conn, day, tz, days)
+    url = db.database_url(settings)
+    # the report's history comes through the database block's engine, with pandas
+    engine = connector_for(url).get_engine()
+    try:
+        with db.connect(url, autocommit=True) as conn:
+            result = summaries.daily(conn, day, tz, days, engine)
+    finally:
+        engine.dispose()
     stats = result.run.stats
     logger.info(
         "%s (%s): %d new tasks, %d completed, %d new users; caught up %d missing day(s)",

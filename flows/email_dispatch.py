@@ -28,11 +28,13 @@ from prefect.states import Failed, State
 from prefect.tasks import Task, exponential_backoff
 
 from flows.common import flow_settings
-from taskflow_jobs.email import outbox
-from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
 from taskflow_jobs.email.outcomes import Action, DispatchStats
-from taskflow_jobs.email.sharing import dispatcher_for_run
+from taskflow_jobs.email.worker.batch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
+from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
+from taskflow_jobs.email.worker.sharing import dispatcher_for_run
+from taskflow_jobs.jobs import outbox
+from taskflow_jobs.monitoring.heartbeat import heartbeating
+from taskflow_jobs.monitoring.prefect_api import EMAIL_DISPATCH
 
 DEAD_LETTER_EVENT = outbox.DEAD_LETTER_EVENT
 DEAD_LETTERED = "DeadLettered"  # the name of the final state of a run that dead-lettered
@@ -87,11 +89,12 @@ def consumer_label() -> str:
 
 
 @flow(
-    name="email-dispatch",
+    name=EMAIL_DISPATCH,
     flow_run_name=_run_name,
     persist_result=False,
     description="Send queued emails (welcome, task assigned, notifications) in batches.",
 )
+@heartbeating
 async def email_dispatch(
     mode: Literal["drain", "listen"] = "drain",
     time_budget: float | None = None,
@@ -148,7 +151,7 @@ async def email_dispatch(
         # A failed-type state the run history shows in red; the automations alert on
         # dead letters by count (taskflow.email.dead-lettered), not on this state.
         first = next((o.error for o in stats.problems if o.action is Action.DEAD_LETTERED), "")
-        return Failed(
+        return Failed(  # type: ignore[return-value]
             name=DEAD_LETTERED,
             message=f"{dead} email(s) dead-lettered (first: {first}); see this run's "
             "artifact and `taskflow-jobs dlq list`",
@@ -161,5 +164,5 @@ async def dispatch_summary(state: State) -> dict[str, Any]:
     """The run's summary; a run that only dead-lettered emails did its job. Other
     failures raise."""
     if state.is_failed() and state.name == DEAD_LETTERED:
-        return await state.result(raise_on_failure=False)
+        return await state.result(raise_on_failure=False)  # type: ignore[misc]
     return await state.result()

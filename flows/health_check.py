@@ -6,20 +6,23 @@ import datetime as dt
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
 
 from flows.common import flow_settings, post_to_slack, too_late
-from taskflow_jobs import health, incidents
+from taskflow_jobs.monitoring import health, incidents
+from taskflow_jobs.monitoring.heartbeat import heartbeating
+from taskflow_jobs.monitoring.prefect_api import HEALTH_CHECK
 
 FIRST_LOOKBACK = dt.timedelta(hours=1)
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
 
     return f"health-check-{flow_run.scheduled_start_time:%Y-%m-%dT%H:%MZ}"
 
 
-@flow(name="health-check", flow_run_name=_run_name, log_prints=True)
+@flow(name=HEALTH_CHECK, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def health_check(max_lateness_minutes: float = 30) -> dict:
     """Check everything, publish a table artifact, and post to Slack only on a change:
     a new problem opens an incident (one alert), a cleared one posts "resolved".

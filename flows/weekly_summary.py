@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
 
 from flows.common import flow_settings, post_to_slack, too_late
-from taskflow_jobs import db, summaries
+from taskflow_jobs import db
+from taskflow_jobs.monitoring.heartbeat import heartbeating
+from taskflow_jobs.monitoring.prefect_api import WEEKLY_SUMMARY
+from taskflow_jobs.reports import summaries
 from taskflow_jobs.settings import EMAIL_QUEUE
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
 
     last = (flow_run.parameters or {}).get("week_ending")
     return f"weekly-summary-to-{last}" if last else "weekly-summary-last-7-days"
 
 
-@flow(name="weekly-summary", flow_run_name=_run_name, log_prints=True)
+@flow(name=WEEKLY_SUMMARY, flow_run_name=_run_name, log_prints=True)
+@heartbeating
 def weekly_summary(week_ending: str | None = None, max_lateness_minutes: float = 720) -> dict:
     """Summarise the 7 days ending at `week_ending` (ISO date; default yesterday).
 

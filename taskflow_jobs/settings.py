@@ -14,17 +14,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskflow_jobs.errors import SettingsError
+
 EMAIL_QUEUE = "email_notifications"
+
+__all__ = [
+    "EMAIL_QUEUE",
+    "EmailProvider",
+    "Settings",
+    "SettingsError",
+    "get_settings",
+    "load_settings",
+]
 
 
 class EmailProvider(StrEnum):
     console = "console"
     smtp = "smtp"
     sendgrid = "sendgrid"
-
-
-class SettingsError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
 
 
 class Settings(BaseSettings):
@@ -63,7 +70,7 @@ class Settings(BaseSettings):
 
     # --- queue and retries ---------------------------------------------------------
     email_max_attempts: int = Field(5, ge=1, le=100)
-    # 500 (was 100): each Prefect task run costs ~30 ms of server CPU; see bench/dispatch.py
+    # each Prefect task run costs ~30 ms of server CPU, so batches are large; see bench/dispatch.py
     email_batch_size: int = Field(500, ge=1, le=10_000)
     email_visibility_timeout: float = Field(
         120.0, gt=0, description="Seconds a claimed batch stays invisible to other consumers"
@@ -93,7 +100,7 @@ class Settings(BaseSettings):
         50.0, gt=0, description="Seconds one email-dispatch run drains before it stops"
     )
 
-    # --- email dispatch (issue 3): concurrency, the low-latency consumer -------------
+    # --- email dispatch: concurrency, the low-latency consumer ---------------------
     email_concurrency: int = Field(
         4, ge=1, le=64, description="Batches one dispatcher processes at the same time"
     )
@@ -157,7 +164,7 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(8787, ge=1, le=65535)
-    # issue 5 (receiver): rotation, database pool and event coalescing
+    # rotation, database pool and event coalescing
     webhook_secret_previous: SecretStr | None = Field(
         None, description="Also accepted while senders move to a new WEBHOOK_SECRET"
     )
@@ -173,8 +180,21 @@ class Settings(BaseSettings):
 
     # --- local system (`taskflow-jobs up`) -------------------------------------------
     prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")
+    run_retention_days: float = Field(
+        30.0,
+        gt=1 / 24,
+        validation_alias="TASKFLOW_RUN_RETENTION_DAYS",
+        description="The Prefect server `up` starts deletes flow runs, their logs and "
+        "artifacts this many days after they ended (Prefect needs more than one hour)",
+    )
+    event_retention_days: float = Field(
+        7.0,
+        ge=1 / 24,
+        validation_alias="TASKFLOW_EVENT_RETENTION_DAYS",
+        description="The Prefect server `up` starts keeps events this many days",
+    )
 
-    # --- cron jobs: daily stats, health check, cleanup (issue 4) ----------------------
+    # --- cron jobs: daily stats, health check, cleanup ------------------------------
     stats_catchup_days: int = Field(
         7, ge=1, le=366, description="daily-stats fills every missing day of the last N days"
     )
@@ -224,7 +244,7 @@ class Settings(BaseSettings):
         90.0,
         ge=45,
         description="Seconds without a heartbeat before a running flow run is marked Crashed "
-        "(runs send one every 30 s: PREFECT_FLOWS_HEARTBEAT_FREQUENCY in prefect.yaml)",
+        "(our flows send one every 30 s, all of them before the run ends)",
     )
 
     # --- logging -------------------------------------------------------------------
@@ -290,7 +310,7 @@ def _plain(message: str) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; raise SettingsError naming every bad variable."""
     try:
-        return Settings(**overrides)
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = [
             f"{_env_name(err['loc'])}: {err['msg']}" if err["loc"] else _plain(err["msg"])

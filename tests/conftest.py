@@ -10,15 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from taskflow_jobs import db
-from taskflow_jobs.schema_dump import with_database
-from taskflow_jobs.testing.sendgrid_stub import SendGridStub, StubServer
-from tests.slack_stub import SlackStub, start_slack_stub
+from taskflow_jobs.db.schema_dump import with_database
+from taskflow_jobs.devstack.sendgrid_stub import SendGridStub, StubServer
+from tests.support.databases import TEMPLATE, create_database, drop_database
 from tests.support.dispatch_helpers import API_KEY
+from tests.support.slack_stub import SlackStub, start_slack_stub
 
-TEMPLATE = "taskflow_template"
 _counter = itertools.count()
 
 
@@ -38,25 +37,6 @@ def template_url(pg_admin_url: str) -> str:
     url = with_database(pg_admin_url, TEMPLATE)
     db.migrate(url)
     return url
-
-
-def create_database(admin_url: str, name: str, template: str | None = None) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        conn.execute(stmt)
-    return with_database(admin_url, name)
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
 
 
 @pytest.fixture
@@ -91,12 +71,12 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
-# --- Slack (issue 4) ---------------------------------------------------------------------
+# --- Slack ---------------------------------------------------------------------
 
 
 @pytest.fixture
 def slack_webhook() -> Iterator[SlackStub]:
-    """A local HTTP server standing in for a Slack incoming webhook (see tests/slack_stub.py)."""
+    """A local HTTP server standing in for a Slack incoming webhook (tests/support/slack_stub)."""
     stub = start_slack_stub()
     yield stub
     stub.stop()

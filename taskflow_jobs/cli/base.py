@@ -11,9 +11,9 @@ import psycopg
 import typer
 
 from taskflow_jobs import db
-from taskflow_jobs.deploy import DeployError
+from taskflow_jobs.errors import DeployError, PortInUse, StartupError
+from taskflow_jobs.logs import configure_logging
 from taskflow_jobs.settings import Settings, SettingsError, get_settings
-from taskflow_jobs.system import PortInUse, StartupError
 
 app = typer.Typer(
     add_completion=False,
@@ -82,7 +82,6 @@ def default_prefect_api(current: Settings) -> None:
 
 @app.callback()
 def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    from taskflow_jobs.logs import configure_logging
 
     try:
         configure_logging(settings(), verbose=verbose)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from typing import Annotated
 
 import typer
 
-from taskflow_jobs import db, queue
+from taskflow_jobs import db
 from taskflow_jobs.cli.base import CliError, command, database_url, settings
+from taskflow_jobs.db.schema_dump import dump_migrated_schema, pg_dump_binary
+from taskflow_jobs.email.messages import InvalidMessage, parse_message
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
+from taskflow_jobs.sql import SCHEMA_FILE
 
 
 @command()
@@ -27,12 +32,9 @@ def schema(
     write: Annotated[bool, typer.Option(help="Rewrite taskflow_jobs/sql/schema.sql")] = False,
 ) -> None:
     """Print the schema that the migrations produce (pg_dump of a scratch database)."""
-    from taskflow_jobs.schema_dump import dump_migrated_schema
 
     text = dump_migrated_schema(settings())
     if write:
-        from taskflow_jobs.sql import SCHEMA_FILE
-
         SCHEMA_FILE.write_text(text)
         typer.echo(f"wrote {SCHEMA_FILE}")
     else:
@@ -56,8 +58,6 @@ def enqueue(
         raise CliError("--data must be a JSON object")
     payload["type"] = message_type
     if queue_name == EMAIL_QUEUE:
-        from taskflow_jobs.email.messages import InvalidMessage, parse_message
-
         try:
             parse_message(payload)
         except InvalidMessage as exc:
@@ -70,9 +70,6 @@ def enqueue(
 @command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def psql(ctx: typer.Context) -> None:
     """psql on the app database (the embedded server's own psql); extra arguments pass on."""
-    import subprocess
-
-    from taskflow_jobs.schema_dump import pg_dump_binary
 
     url = database_url()
     binary = pg_dump_binary().with_name("psql")

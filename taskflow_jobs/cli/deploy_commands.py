@@ -20,7 +20,10 @@ def deploy(
     ] = None,
 ) -> None:
     """Create the work pool, blocks and variable, then `prefect --no-prompt deploy --all`."""
-    from taskflow_jobs import deploy as deploying
+    # deferred: loads Prefect (~1.5 s); only this command needs it
+    from deployments import (
+        deploy as deploying,
+    )
 
     try:
         result = deploying.deploy(

@@ -12,8 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskflow_jobs import db, queue
+from taskflow_jobs import db
 from taskflow_jobs.cli.base import CliError, _friendly, app, command, database_url
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import query
 
@@ -40,11 +41,12 @@ def consume() -> None:
     keep leaving (the outage is reported when it is back). On SIGTERM it stops claiming,
     finishes or releases what it holds, exits 0.
     """
+    # deferred: loads Prefect (~1.5 s); only this command needs it
     from blocks.keeper import SettingsKeeper
     from blocks.registry import settings_from_blocks
     from flows.common import require_database
-    from taskflow_jobs.email.consumer import Consumer, consumer_label, run_until_signalled
-    from taskflow_jobs.email.observer import Observer, ObserverTiming
+    from taskflow_jobs.email.worker.consumer import Consumer, consumer_label, run_until_signalled
+    from taskflow_jobs.email.worker.observer import Observer, ObserverTiming
     from taskflow_jobs.settings import load_settings
 
     def read(wait: float | None = None) -> Any:
@@ -78,6 +80,7 @@ def dispatch(
     budget: Annotated[float | None, typer.Option(help="Seconds to run at most")] = None,
 ) -> None:
     """Send what is queued now (one `email-dispatch` flow run in drain mode), then exit."""
+    # deferred: loads Prefect (~1.5 s); only this command needs it
     from flows.email_dispatch import dispatch_summary, email_dispatch
 
     database_url()  # fail early, naming the setting, if the database is unreachable

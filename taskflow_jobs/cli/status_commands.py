@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taskflow_jobs import status as status_lib
 from taskflow_jobs.cli.base import CliError, command, database_url
 
 
@@ -48,6 +47,9 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 @command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """Queues, the latest dead letters, and each deployment's last and next run."""
+    # deferred: loads Prefect (~1.5 s); only this command needs it
+    from taskflow_jobs.monitoring import status as status_lib
+
     if as_json:
         snap = status_lib.snapshot(database_url())
         typer.echo(json.dumps(snap.to_json(), default=str, indent=2))
@@ -131,6 +133,11 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Recent flow runs from Prefect (the original design's cron.job_run_details)."""
+    # deferred: loads Prefect (~1.5 s); only this command needs it
+    from taskflow_jobs.monitoring import (
+        status as status_lib,
+    )
+
     try:
         found = status_lib.recent_runs(flow, limit)
     except (ValueError, status_lib.PrefectUnavailable) as exc:

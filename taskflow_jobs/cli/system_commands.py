@@ -16,7 +16,8 @@ def up(
     ] = None,
 ) -> None:
     """Start the whole system on embedded defaults until Ctrl-C (what `make run` runs)."""
-    from taskflow_jobs.local import run_up
+    # deferred: loads Prefect (~1.5 s); only this command needs it
+    from taskflow_jobs.devstack.up import run_up
 
     run_up(settings(), prefect_port=prefect_port)
 
@@ -26,6 +27,7 @@ def demo(
     keep: Annotated[bool, typer.Option(help="Keep the scratch data directory")] = False,
 ) -> None:
     """One pass on embedded defaults: signup, assignment and webhook emails, daily stats."""
-    from taskflow_jobs.demo import run_demo
+    # deferred: loads Prefect (~1.5 s); only this command needs it
+    from taskflow_jobs.devstack.demo import run_demo
 
     raise typer.Exit(run_demo(settings(), keep=keep, echo=typer.echo))

@@ -26,6 +26,7 @@ def webhooks(
     ] = False,
 ) -> None:
     """Receive signed webhooks (Supabase, /api/notify, /api/events/NAME) until Ctrl-C."""
+    # deferred: loads FastAPI and uvicorn; only this command needs them
     from taskflow_jobs.webhooks.serve import ReceiverConfigError, run_receiver
 
     try:

@@ -18,8 +18,7 @@ from email.message import EmailMessage
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
+from taskflow_jobs.db import Connection
 from taskflow_jobs.email.messages import Notification, TaskAssigned, WelcomeEmail
 from taskflow_jobs.email.render import Renderer, paragraphs, single_line
 from taskflow_jobs.settings import SettingsError
@@ -114,7 +113,7 @@ def profile_ids(messages: Iterable[ParsedMessage]) -> set[UUID]:
     return ids
 
 
-def load_profiles(conn: psycopg.Connection, ids: Iterable[UUID]) -> dict[UUID, Profile]:
+def load_profiles(conn: Connection, ids: Iterable[UUID]) -> dict[UUID, Profile]:
     """The profiles with these ids, in one query."""
     ids = list(ids)
     if not ids:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-log = logging.getLogger("taskflow_jobs.email.dispatch")
+log = logging.getLogger("taskflow_jobs.email.worker.batch")
 
 
 class Action(StrEnum):

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 from prefect.events import Event
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
 
 log = logging.getLogger("taskflow_jobs.webhooks")
 
@@ -54,7 +55,6 @@ def event_id_for(name: str, delivery: str | None) -> uuid.UUID:
 
 def prefect_auth_headers() -> dict[str, str]:
     """The Authorization header the Prefect client would send (auth string or API key)."""
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY
 
     auth_string = _secret(PREFECT_API_AUTH_STRING.value())
     if auth_string:
@@ -73,7 +73,6 @@ def _secret(value: Any) -> str | None:
 
 
 def configured_api_url() -> str | None:
-    from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value() or None
 

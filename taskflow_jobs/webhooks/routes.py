@@ -116,10 +116,10 @@ async def supabase_webhook(request: Request) -> JSONResponse:
         await spend_receipts(conn, request, caller, idempotent=True)
         if isinstance(action, WelcomeEmail):
             message_type = "welcome_email"
-            job = await store.enqueue_welcome_email(conn, action)
+            job = await store.enqueue_welcome_email(conn, action)  # type: ignore[arg-type]
         else:
             message_type = "task_assigned"
-            job = await store.enqueue_task_assigned(conn, action)
+            job = await store.enqueue_task_assigned(conn, action)  # type: ignore[arg-type]
     # committed: from here on the job is durable
     if job.created:
         rx.enqueued.job_enqueued(job.id, message_type)
@@ -137,7 +137,7 @@ async def notify(request: Request) -> JSONResponse:
     note = plan_notify(parse_json_object(body), request.headers)
     async with rx.transaction() as conn:
         await spend_receipts(conn, request, caller, idempotent=note.idempotency_key is not None)
-        job = await store.enqueue_notification(conn, note)
+        job = await store.enqueue_notification(conn, note)  # type: ignore[arg-type]
     if job.created:
         rx.enqueued.job_enqueued(job.id, note.message_type)
     _log_job("notify", job, note.message_type, started)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from taskflow_jobs import db, system
+from taskflow_jobs import db, net
 from taskflow_jobs.settings import Settings
 from taskflow_jobs.sql import query
 from taskflow_jobs.webhooks import store
@@ -106,8 +106,8 @@ def run_receiver(
     port = port or settings.webhook_port
     check_auth_settings(settings, host, insecure_dev)
     try:
-        system.check_port_free(host, port, "the webhook receiver", "WEBHOOK_PORT")
-    except system.PortInUse as exc:
+        net.check_port_free(host, port, "the webhook receiver", "WEBHOOK_PORT")
+    except net.PortInUse as exc:
         raise ReceiverConfigError(str(exc)) from None
     url = db.database_url(settings)
     if settings.database_url is None:

@@ -35,7 +35,7 @@ class Receiver:
     async def database_status(self) -> str:
         try:
             async with self.pool.connection(timeout=HEALTH_TIMEOUT) as conn:
-                return "ok" if await store.ready(conn) else "not migrated"
+                return "ok" if await store.ready(conn) else "not migrated"  # type: ignore[arg-type]
         except psycopg.Error:  # PoolTimeout is one
             return "unreachable"
 

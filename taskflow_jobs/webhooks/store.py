@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection as _AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -22,6 +22,9 @@ from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import query
 from taskflow_jobs.webhooks.errors import ApiError
 from taskflow_jobs.webhooks.payloads import Notification, TaskAssignment, WelcomeEmail
+
+# the pool's connections return rows as dicts
+AsyncConnection = _AsyncConnection[dict[str, Any]]
 
 # How long an event's delivery id is remembered (senders retry for up to about three days).
 DELIVERY_RETENTION = timedelta(days=7)

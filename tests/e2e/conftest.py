@@ -1,7 +1,7 @@
 """End-to-end fixtures: ONE real Prefect server per session, deployed with `taskflow-jobs
 deploy`, and a process worker running the deployments.
 
-Reuse them (issues 5 and 6):
+Reuse them:
 
 - `prefect_server` (session): a Prefect server on database `prefect_e2e` of the test
   PostgreSQL cluster (asyncpg), on a free port. `.api_url`, `.env` (PREFECT_API_URL and
@@ -11,7 +11,7 @@ Reuse them (issues 5 and 6):
   and a fresh TASKFLOW_BLOCK_PREFIX so flows run in-process ignore the deployed blocks.
 - `deployed` (session): `taskflow-jobs deploy` done against `prefect_server` and a process
   worker started on pool `taskflow-jobs`. `.database_url` is the app database the deployed
-  flows use (through the `taskflow-database-url` block: the worker's environment has no
+  flows use (through the `taskflow-database` SqlAlchemyConnector block: the worker has no
   DATABASE_URL nor SLACK_WEBHOOK_URL), `.slack` the Slack stub they post to,
   `.deploy_output`, `.worker_env`, `.run(name, parameters, timeout)` runs a deployment
   through the worker and returns the final flow run.
@@ -23,47 +23,21 @@ import contextlib
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from taskflow_jobs import system
-from taskflow_jobs.local import wait_for_worker
-from tests.conftest import TEMPLATE, create_database, drop_database
-from tests.slack_stub import SlackStub, start_slack_stub
+from taskflow_jobs import net
+from taskflow_jobs.devstack import processes
+from taskflow_jobs.devstack.up import wait_for_worker
+from tests.support.databases import TEMPLATE, create_database, drop_database
+from tests.support.prefect_stack import PROJECT_DIR, Deployed, PrefectServer, socket_dir
+from tests.support.slack_stub import start_slack_stub
 
 PREFECT_DATABASE = "prefect_e2e"
 APP_DATABASE = "e2e_app"
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def socket_dir(url: str) -> str:
-    return parse_qs(urlsplit(url).query)["host"][0]
-
-
-@dataclass
-class PrefectServer:
-    api_url: str
-    env: dict[str, str]
-    supervisor: system.Supervisor
-    log_dir: Path
-
-    @contextlib.contextmanager
-    def client(self) -> Iterator[None]:
-        """PREFECT_API_URL of this server for the current process (clients, flows)."""
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            yield
-
-    def server_log(self) -> str:
-        path = self.log_dir / "prefect-server.log"
-        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
 
 
 @pytest.fixture(scope="session")
@@ -75,10 +49,10 @@ def prefect_server(
     asyncpg_url = (
         f"postgresql+asyncpg://postgres@/{PREFECT_DATABASE}?host={socket_dir(pg_admin_url)}"
     )
-    env = system.prefect_server_env(root / "home", asyncpg_url, system.free_port())
-    supervisor = system.Supervisor(root / "logs")
+    env = processes.prefect_server_env(root / "home", asyncpg_url, net.free_port())
+    supervisor = processes.Supervisor(root / "logs")
     try:
-        system.start_prefect_server(supervisor, env, timeout=120)
+        processes.start_prefect_server(supervisor, env, timeout=120)
     except Exception:
         supervisor.stop()
         raise
@@ -100,46 +74,6 @@ def prefect_api(
     monkeypatch.setenv("TASKFLOW_BLOCK_PREFIX", f"t{uuid.uuid4().hex[:10]}")
     with prefect_server.client():
         yield prefect_server
-
-
-@dataclass
-class Deployed:
-    server: PrefectServer
-    database_url: str
-    slack: SlackStub
-    deploy_output: str
-    worker_env: dict[str, str]
-    worker: system.Child
-    runs: list = field(default_factory=list)
-
-    def run(self, name: str, parameters: dict | None = None, timeout: float = 240):
-        """Run deployment `name` ("flow/deployment") through the worker; the final flow run."""
-        from prefect.deployments import run_deployment
-
-        with self.server.client():
-            flow_run = run_deployment(name, parameters=parameters or {}, timeout=timeout)
-        self.runs.append(flow_run)
-        return flow_run
-
-    def run_logs(self, flow_run_id, expect: str, timeout: float = 30) -> str:
-        """The run's log messages, polled until `expect` shows up (logs arrive in batches)."""
-        from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-        deadline = time.monotonic() + timeout
-        messages = ""
-        with self.server.client(), get_client(sync_client=True) as client:
-            while expect not in messages and time.monotonic() < deadline:
-                logs = client.read_logs(
-                    LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
-                )
-                messages = "\n".join(entry.message for entry in logs)
-                time.sleep(0.5)
-        return messages
-
-    def worker_log(self) -> str:
-        path = self.worker.log_path
-        return path.read_text(errors="replace")[-8000:] if path and path.exists() else ""
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from blocks import BlockNames, TaskflowEmail, register_blocks, settings_from_blocks
+from blocks import BlockNames, TaskflowEmail, settings_from_blocks
+from deployments.blocks import register_blocks
 from taskflow_jobs.settings import load_settings
 
 
@@ -30,7 +31,7 @@ def test_blocks_are_created_once_and_ui_edits_survive_redeploys(prefect_api) -> 
         names.email: "created",
         names.slack: "created",
         names.alerts: "created",
-        names.database_url: "created",
+        names.database: "created",
     }
 
     edited = TaskflowEmail.load(names.email)  # an operator edits the block in the UI
@@ -72,7 +73,7 @@ def test_unset_settings_create_no_block_and_the_environment_stays(prefect_api) -
     names = BlockNames(settings.block_prefix)
     outcome = register_blocks(settings)
     assert outcome[names.slack].startswith("not created: SLACK_WEBHOOK_URL is unset")
-    assert outcome[names.database_url].startswith("not created: DATABASE_URL is unset")
+    assert outcome[names.database].startswith("not created: DATABASE_URL is unset")
     base = load_settings(slack_webhook_url=None, database_url=None, smtp_port=2525)
     overlaid = settings_from_blocks(base)
     assert overlaid.slack_webhook_url is None and overlaid.database_url is None

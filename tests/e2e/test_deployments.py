@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from taskflow_jobs import db
-from tests.e2e.conftest import PROJECT_DIR
+from tests.support.prefect_stack import PROJECT_DIR
 
 EXPECTED = {
     "email-dispatch": ("* * * * *", None),
@@ -45,7 +45,7 @@ def test_every_deployment_has_its_schedule_pool_and_concurrency(deployed) -> Non
             assert d.global_concurrency_limit.limit == limit
             assert d.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     assert project_dir is not None and project_dir.value == str(PROJECT_DIR)
-    assert {"taskflow-email", "taskflow-slack", "taskflow-database-url"} <= blocks
+    assert {"taskflow-email", "taskflow-slack", "taskflow-database"} <= blocks
     assert deployed.slack.url not in deployed.deploy_output
     assert "work pool 'taskflow-jobs': created" in deployed.deploy_output
     assert "deployed 5 deployment(s)" in deployed.deploy_output

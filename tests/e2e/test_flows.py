@@ -13,9 +13,10 @@ from flows.common import post_to_slack
 from flows.daily_stats import daily_stats
 from flows.health_check import health_check
 from flows.weekly_summary import weekly_summary
-from taskflow_jobs import db, health
+from taskflow_jobs import db
+from taskflow_jobs.monitoring import health
+from taskflow_jobs.net import free_port
 from taskflow_jobs.settings import load_settings
-from taskflow_jobs.system import free_port
 
 
 def artifacts_of(state) -> dict[str, object]:

@@ -27,11 +27,11 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from taskflow_jobs import db
-from taskflow_jobs.system import free_port
-from taskflow_jobs.testing.sendgrid_stub import Reply, SendGridStub, StubServer
+from taskflow_jobs.devstack.sendgrid_stub import Reply, SendGridStub, StubServer
+from taskflow_jobs.net import free_port
 from tests.e2e.browser import SCREENSHOTS, chromium_page
-from tests.slack_stub import SlackStub, start_slack_stub
 from tests.support.dispatch_helpers import API_KEY
+from tests.support.slack_stub import SlackStub, start_slack_stub
 from tests.support.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "taskflow-jobs")

@@ -20,12 +20,14 @@ import psycopg
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
-from taskflow_jobs import automations, db, queue
+from deployments import automations
+from taskflow_jobs import db
+from taskflow_jobs.devstack.sendgrid_stub import StubServer
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
-from taskflow_jobs.testing.sendgrid_stub import StubServer
-from tests.e2e.conftest import Deployed
-from tests.integration.webhooks.conftest import running_receiver
 from tests.support.dispatch_helpers import API_KEY
+from tests.support.prefect_stack import Deployed
+from tests.support.receiver import running_receiver
 from tests.support.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "taskflow-jobs")

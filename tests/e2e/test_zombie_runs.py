@@ -2,7 +2,7 @@
 heartbeat and then fell silent (its machine lost, its process killed) is marked Crashed,
 and that alerts Slack; a run that finished after its heartbeat is left as it ended.
 
-Deployed runs heartbeat every 30 s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY in prefect.yaml) and
+Our flow runs heartbeat every 30 s (taskflow_jobs.monitoring.heartbeat) and
 the automation waits ALERT_HEARTBEAT_TIMEOUT (90 s). Here the window is 10 s, and the
 heartbeats are the events a worker's runner sends (same resource, same related flow), so
 the test does not wait for a real process to go quiet. The deployed window is restored.
@@ -11,6 +11,7 @@ the test does not wait for a real process to go quiet. The deployed window is re
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -21,9 +22,10 @@ from prefect.client.schemas.objects import FlowRun, State
 from prefect.events import Event
 from prefect.states import Completed, Running
 
-from taskflow_jobs import automations
+from deployments import automations
+from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.webhooks.events import PrefectEvents
-from tests.e2e.conftest import Deployed
+from tests.support.prefect_stack import Deployed
 from tests.support.waiting import wait_for
 
 WINDOW = timedelta(seconds=10)
@@ -109,3 +111,30 @@ def test_a_run_that_stops_heartbeating_is_crashed_and_alerted(
         "the Slack alert for the crashed run",
     )
     assert "Crashed" in alert[-1] and FLOW in alert[-1]
+
+
+@flow(name=FLOW)
+@heartbeating
+def short_email_dispatch_run(label: str) -> str:
+    """A run as short as an idle sweep: its heartbeat and its end are milliseconds apart."""
+    return label
+
+
+def _action_failures(deployed: Deployed) -> int:
+    log = deployed.server.log_dir / "prefect-server.log"
+    return log.read_text(errors="replace").count("Action failed") if log.exists() else 0
+
+
+def test_finished_runs_are_never_acted_on(deployed: Deployed, short_window: None) -> None:
+    """Short runs that heartbeat and end at once stay Completed, and the automation never
+    tries to crash them (no `Action failed` in the server log)."""
+    failures_before = _action_failures(deployed)
+    with deployed.server.client():
+        states = [short_email_dispatch_run(f"r{i}", return_state=True) for i in range(15)]
+        ids = [s.state_details.flow_run_id for s in states]
+        # every window that a late heartbeat could have opened has closed by now
+        time.sleep(WINDOW.total_seconds() * 2 + 5)
+        with get_client(sync_client=True) as client:
+            names = {client.read_flow_run(i).state.name for i in ids}
+    assert names == {"Completed"}
+    assert _action_failures(deployed) == failures_before

@@ -7,7 +7,8 @@ import datetime as dt
 import psycopg
 import pytest
 
-from taskflow_jobs import cleanup, db, queue
+from taskflow_jobs import db
+from taskflow_jobs.jobs import queue, retention
 from taskflow_jobs.settings import EMAIL_QUEUE, load_settings
 
 NOW = dt.datetime(2024, 6, 1, 12, tzinfo=dt.UTC)
@@ -55,7 +56,7 @@ def test_cleanup_removes_exactly_the_expired_rows(database_url: str, conn) -> No
     keyed = seed_queue_history(conn)
     settings = load_settings(cleanup_batch_size=100)
 
-    results = cleanup.run_cleanup(settings, database_url, now=NOW)
+    results = retention.run_cleanup(settings, database_url, now=NOW)
 
     by_table = {r.table: r for r in results}
     expected_kept = {i for i, age in audit.items() if age <= 90}
@@ -78,7 +79,7 @@ def test_cleanup_removes_exactly_the_expired_rows(database_url: str, conn) -> No
     assert {"audit_log", "archive", "dead_letters", "idempotency_keys"} <= vacuumed
     assert all(r.vacuum_seconds is not None for r in results)
 
-    again = cleanup.run_cleanup(settings, database_url, now=NOW)
+    again = retention.run_cleanup(settings, database_url, now=NOW)
     assert [r.deleted for r in again] == [0, 0, 0, 0]
     assert all(r.vacuum_seconds is None for r in again)  # nothing shrank: no VACUUM
 
@@ -86,7 +87,7 @@ def test_cleanup_removes_exactly_the_expired_rows(database_url: str, conn) -> No
 def test_retention_is_configurable(database_url: str, conn) -> None:
     audit = seed_audit_log(conn, [5, 9, 11, 30])
     settings = load_settings(cleanup_audit_log_days=10)
-    cleanup.run_cleanup(settings, database_url, now=NOW, vacuum_tables=False)
+    retention.run_cleanup(settings, database_url, now=NOW, vacuum_tables=False)
     assert ids(conn, "SELECT id FROM public.audit_log") == {
         i for i, age in audit.items() if age < 10
     }
@@ -101,9 +102,9 @@ def test_every_batch_commits_on_its_own(database_url: str, conn) -> None:
         seen.append(conn.execute("SELECT count(*) AS n FROM public.audit_log").fetchone()["n"])
 
     with db.connect(database_url, autocommit=True) as worker:
-        retention = cleanup.retentions(load_settings())[0]
-        result = cleanup.purge(
-            worker, retention, now=NOW, batch_size=100, target_seconds=0.0001, on_batch=observe
+        rule = retention.retentions(load_settings())[0]
+        result = retention.purge(
+            worker, rule, now=NOW, batch_size=100, target_seconds=0.0001, on_batch=observe
         )
     assert result.deleted == 1000
     assert seen[0] == 900 and seen[-1] == 0
@@ -115,32 +116,32 @@ def test_batches_neither_wait_for_fsync_nor_make_writers_wait(database_url: str,
     and a statement timeout, under its own name; the caller's other sessions are untouched."""
     seed_audit_log(conn, [100, 101])
     with db.connect(database_url, autocommit=True) as worker:
-        cleanup.purge(worker, cleanup.retentions(load_settings())[0], now=NOW)
+        retention.purge(worker, retention.retentions(load_settings())[0], now=NOW)
         settings = worker.execute(
             "SELECT current_setting('synchronous_commit') AS sync,"
             " current_setting('lock_timeout') AS lock,"
             " current_setting('application_name') AS app"
         ).fetchone()
-    assert settings == {"sync": "off", "lock": "1s", "app": cleanup.APPLICATION_NAME}
+    assert settings == {"sync": "off", "lock": "1s", "app": retention.APPLICATION_NAME}
     assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
 
 
 def test_purge_refuses_a_connection_inside_a_transaction(database_url: str) -> None:
     with db.connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
-        cleanup.purge(conn, cleanup.retentions(load_settings())[0], now=NOW)
+        retention.purge(conn, retention.retentions(load_settings())[0], now=NOW)
 
 
 def test_windows_adapt_to_the_target_duration() -> None:
     hour = dt.timedelta(hours=1)
-    assert cleanup._next_window(hour, 0.5, 0.25) == hour / 2  # at most halves
-    assert cleanup._next_window(hour, 0.2, 0.25) == hour * 1.25
-    assert cleanup._next_window(hour, 0.001, 0.25) == 2 * hour  # at most doubles
-    assert cleanup._next_window(cleanup.MIN_WINDOW, 10.0, 0.25) == cleanup.MIN_WINDOW
+    assert retention._next_window(hour, 0.5, 0.25) == hour / 2  # at most halves
+    assert retention._next_window(hour, 0.2, 0.25) == hour * 1.25
+    assert retention._next_window(hour, 0.001, 0.25) == 2 * hour  # at most doubles
+    assert retention._next_window(retention.MIN_WINDOW, 10.0, 0.25) == retention.MIN_WINDOW
 
 
 def test_identical_timestamps_still_go_in_one_window(database_url: str, conn) -> None:
     """A window cannot split one instant: rows sharing a timestamp leave together."""
     seed_audit_log(conn, [100] * 300)
     with db.connect(database_url, autocommit=True) as worker:
-        result = cleanup.purge(worker, cleanup.retentions(load_settings())[0], now=NOW)
+        result = retention.purge(worker, retention.retentions(load_settings())[0], now=NOW)
     assert (result.deleted, result.batches) == (300, 1)

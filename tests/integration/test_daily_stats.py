@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
-from taskflow_jobs import db, stats
+from blocks import connector_for
+from taskflow_jobs import db
+from taskflow_jobs.reports import render, stats, summaries
 from taskflow_jobs.sql import query
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -223,3 +225,25 @@ def test_a_day_that_has_not_ended_is_refused() -> None:
     now = dt.datetime(2024, 3, 30, 23, 30, tzinfo=UTC)
     with pytest.raises(stats.InvalidDate, match="has not ended yet in Europe/Berlin"):
         stats.resolve_day("2024-03-31", BERLIN, now)
+
+
+def test_the_report_reads_the_same_history_through_the_database_block(
+    conn, database_url: str
+) -> None:
+    """The daily report's frame comes through the SqlAlchemyConnector block's engine with
+    pandas; it says exactly what the psycopg rows say."""
+    day = dt.date(2026, 3, 10)
+    tz = ZoneInfo("UTC")
+    noon = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    add_tasks(conn, [noon + dt.timedelta(days=d, minutes=m) for d in range(10) for m in range(d)])
+    add_users(conn, [noon + dt.timedelta(days=d) for d in (2, 5, 9)])
+    engine = connector_for(database_url).get_engine()
+    try:
+        result = summaries.daily(conn, day, tz, 14, engine)
+        first = day - dt.timedelta(days=13)
+        frame = stats.history_frame(engine, first, day)
+    finally:
+        engine.dispose()
+    assert result.report.figures["new_tasks"] == 9
+    rows = stats.history(conn, first, day)
+    assert render.daily_report(frame, day, "UTC") == render.daily_report(rows, day, "UTC")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from taskflow_jobs.system import free_port
+from taskflow_jobs.net import free_port
 
 CLI = str(Path(sys.executable).parent / "taskflow-jobs")
 

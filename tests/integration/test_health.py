@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from taskflow_jobs import health, queue
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.monitoring import health
+from taskflow_jobs.net import free_port
 from taskflow_jobs.settings import EMAIL_QUEUE, load_settings
-from taskflow_jobs.system import free_port
 
 NOW = dt.datetime.now(dt.UTC)
 

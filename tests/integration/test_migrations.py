@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from taskflow_jobs import db
-from taskflow_jobs.schema_dump import dump_schema
+from taskflow_jobs.db.schema_dump import dump_schema
 from taskflow_jobs.sql import SCHEMA_FILE
 
 

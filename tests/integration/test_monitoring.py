@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from taskflow_jobs import queue, status
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.monitoring import status
 from taskflow_jobs.settings import EMAIL_QUEUE as Q
 
 

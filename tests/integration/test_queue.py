@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from taskflow_jobs import db, queue
+from taskflow_jobs import db
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE as Q
 
 # a clock ahead of every message sent during the test, moved by hand

@@ -7,9 +7,9 @@ import logging
 import pytest
 from pydantic import SecretStr
 
-from taskflow_jobs import slack
-from taskflow_jobs.system import free_port
-from tests.slack_stub import WEBHOOK_PATH
+from taskflow_jobs.net import free_port
+from taskflow_jobs.reports import slack
+from tests.support.slack_stub import WEBHOOK_PATH
 
 TOKEN = WEBHOOK_PATH.rsplit("/", 1)[1]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from taskflow_jobs import queue, stats, summaries
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.reports import stats, summaries
 from taskflow_jobs.settings import EMAIL_QUEUE
 
 UTC_ZONE = ZoneInfo("UTC")

@@ -9,11 +9,11 @@ from typing import Any
 
 import psycopg
 
-from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import Dispatcher, Ticket
+from taskflow_jobs.devstack.sendgrid_stub import StubServer
 from taskflow_jobs.email.outcomes import DispatchStats
+from taskflow_jobs.email.worker.batch import Dispatcher, Ticket
+from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
 from taskflow_jobs.settings import Settings
-from taskflow_jobs.testing.sendgrid_stub import StubServer
 
 API_KEY = "SG.test-key-do-not-log"
 

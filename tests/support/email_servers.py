@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from taskflow_jobs.system import free_port
+from taskflow_jobs.net import free_port
 
 SMTP_USER = "mailer"
 SMTP_PASSWORD = "s3cret-smtp-pass"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from taskflow_jobs.incidents import HealthState, Problem, advance, alert_text, resolved_text
+from taskflow_jobs.monitoring.incidents import (
+    HealthState,
+    Problem,
+    advance,
+    alert_text,
+    resolved_text,
+)
 
 T0 = dt.datetime(2024, 4, 1, 10, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

@@ -48,7 +48,9 @@ def test_dispatch_outcomes_log_id_type_attempt_and_duration(json_lines) -> None:
     assert "retries in 4.0s: SendGrid 500" in retried["msg"]
     assert dead["level"] == "warning" and dead["attempt"] == 5
     assert sent["level"] == "debug" and sent["duration_ms"] == 8.25
-    assert all(line["logger"] == "taskflow_jobs.email.dispatch" and "ts" in line for line in lines)
+    assert all(
+        line["logger"] == "taskflow_jobs.email.worker.batch" and "ts" in line for line in lines
+    )
 
 
 def test_text_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from taskflow_jobs import reports
-from taskflow_jobs.stats import DayStats, EmailTotals
+from taskflow_jobs.reports import render
+from taskflow_jobs.reports.stats import DayStats, EmailTotals
 
 DAY = dt.date(2024, 4, 14)
 
@@ -19,7 +19,7 @@ def test_daily_report_shows_the_day_the_change_and_the_trend() -> None:
     history = {k: (10, 5, 2) for k in range(7, 14)}  # the week before: 10 new tasks a day
     history |= {k: (20, 5, 2) for k in range(1, 7)}
     history[0] = (30, 6, 1)
-    report = reports.daily_report(
+    report = render.daily_report(
         rows(history), DAY, "Europe/Berlin", filled=[DAY - dt.timedelta(days=2)]
     )
 
@@ -42,13 +42,13 @@ def test_daily_report_shows_the_day_the_change_and_the_trend() -> None:
 
 
 def test_daily_report_without_history_says_so_instead_of_inventing_numbers() -> None:
-    report = reports.daily_report(rows({0: (3, 0, 0)}), DAY, "UTC")
+    report = render.daily_report(rows({0: (3, 0, 0)}), DAY, "UTC")
     assert "| New tasks | 3 | n/a | 3 | n/a |" in report.markdown
     assert "No figures stored for: 2024-04-08, 2024-04-09" in report.markdown
 
 
 def test_change_from_zero_has_no_percentage() -> None:
-    report = reports.daily_report(rows({1: (0, 0, 0), 0: (4, 0, 0)}), DAY, "UTC")
+    report = render.daily_report(rows({1: (0, 0, 0), 0: (4, 0, 0)}), DAY, "UTC")
     assert "| New tasks | 4 | +4 |" in report.markdown
 
 
@@ -56,7 +56,7 @@ def test_weekly_report_totals_the_days_and_the_email() -> None:
     first = DAY - dt.timedelta(days=6)
     week = rows({k: (k + 1, 1, 0) for k in range(0, 7) if k != 3})
     email = EmailTotals(sent=120, retried=7, dead_lettered=2)
-    report = reports.weekly_report(week, first, DAY, "UTC", email)
+    report = render.weekly_report(week, first, DAY, "UTC", email)
 
     assert "| Total | 24 | 6 | 0 |" in report.markdown  # 1+2+3+5+6+7, day 3 missing
     assert "| Sent | 120 |" in report.markdown and "| Dead-lettered | 2 |" in report.markdown
@@ -66,7 +66,7 @@ def test_weekly_report_totals_the_days_and_the_email() -> None:
 
 
 def test_text_table_aligns_columns() -> None:
-    text = reports.text_table(["Metric", "n"], [["a", 1], ["long name", 1000]])
+    text = render.text_table(["Metric", "n"], [["a", 1], ["long name", 1000]])
     assert text.splitlines() == [
         "Metric        n",
         "---------  ----",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from taskflow_jobs.system import StartupError, free_port, wait_for_http
+from taskflow_jobs.errors import StartupError
+from taskflow_jobs.net import free_port, wait_for_http
 
 
 def test_a_child_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:

@@ -11,6 +11,9 @@ from taskflow_jobs.email.providers.base import (
     SendResult,
     SendStatus,
 )
+from taskflow_jobs.email.providers.console import ConsoleProvider
+from taskflow_jobs.email.providers.sendgrid import SendGridProvider
+from taskflow_jobs.email.providers.smtp import SmtpProvider
 from taskflow_jobs.settings import EmailProvider, Settings, SettingsError
 
 __all__ = [
@@ -28,8 +31,6 @@ __all__ = [
 def create_provider(settings: Settings) -> Provider:
     """The provider EMAIL_PROVIDER names; SettingsError names a missing setting."""
     if settings.email_provider is EmailProvider.smtp:
-        from taskflow_jobs.email.providers.smtp import SmtpProvider
-
         return SmtpProvider(
             settings.smtp_host,
             settings.smtp_port,
@@ -39,8 +40,6 @@ def create_provider(settings: Settings) -> Provider:
             timeout=settings.smtp_timeout,
         )
     if settings.email_provider is EmailProvider.sendgrid:
-        from taskflow_jobs.email.providers.sendgrid import SendGridProvider
-
         if settings.sendgrid_api_key is None or not settings.sendgrid_api_key.get_secret_value():
             raise SettingsError("SENDGRID_API_KEY: required when EMAIL_PROVIDER=sendgrid")
         return SendGridProvider(
@@ -49,6 +48,5 @@ def create_provider(settings: Settings) -> Provider:
             concurrency=settings.sendgrid_concurrency,
             timeout=settings.sendgrid_timeout,
         )
-    from taskflow_jobs.email.providers.console import ConsoleProvider
 
     return ConsoleProvider(settings.data_dir / "outbox")

@@ -12,7 +12,7 @@ import pytest
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
-from taskflow_jobs.testing.sendgrid_stub import StubServer
+from taskflow_jobs.devstack.sendgrid_stub import StubServer
 from tests.support.dispatch_helpers import API_KEY
 
 

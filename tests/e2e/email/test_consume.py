@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from taskflow_jobs import db
-from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer
+from taskflow_jobs.devstack.sendgrid_stub import Reply, StubServer
 from tests.support.dispatch_helpers import signup
 
 

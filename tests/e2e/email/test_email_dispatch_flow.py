@@ -26,9 +26,9 @@ from flows.email_dispatch import (
     dispatch_summary,
     email_dispatch,
 )
-from taskflow_jobs import queue
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.net import free_port
 from taskflow_jobs.settings import EMAIL_QUEUE, get_settings
-from taskflow_jobs.system import free_port
 from tests.support.dispatch_helpers import signup, state
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from taskflow_jobs import db, queue, system
+from taskflow_jobs import db, net
+from taskflow_jobs.devstack import processes as system
+from taskflow_jobs.devstack.sendgrid_stub import Reply, StubServer
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
-from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer
-from tests.conftest import create_database, drop_database
-from tests.e2e.conftest import socket_dir
 from tests.e2e.email.test_consume import Consumers, counts, run_artifact, totals, wait_until
+from tests.support.databases import create_database, drop_database
 from tests.support.dispatch_helpers import signup
+from tests.support.prefect_stack import socket_dir
 
 WARNING = "delivering without Prefect"
 RECOVERED = "Prefect API answers again"
@@ -51,7 +53,7 @@ def own_prefect(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
     root = tmp_path_factory.mktemp("own-prefect")
     create_database(pg_admin_url, "prefect_outage")
     url = f"postgresql+asyncpg://postgres@/prefect_outage?host={socket_dir(pg_admin_url)}"
-    env = system.prefect_server_env(root / "home", url, system.free_port())
+    env = system.prefect_server_env(root / "home", url, net.free_port())
     supervisor = system.Supervisor(root / "logs")
     try:
         child = system.start_prefect_server(supervisor, env, timeout=120)
@@ -169,7 +171,7 @@ def run_artifact_from(prefect: OwnPrefect, run_id) -> list:
 def test_consume_delivers_with_no_prefect_at_all(
     conn: psycopg.Connection, pool: Consumers, sendgrid: StubServer, where: str
 ) -> None:
-    nowhere = system.free_port()
+    nowhere = net.free_port()
     env = {"TASKFLOW_PREFECT_PORT": str(nowhere)}
     if where == "no PREFECT_API_URL":
         env["PREFECT_API_URL"] = ""
@@ -198,7 +200,7 @@ def test_consume_fails_closed_when_a_needed_block_cannot_be_read(
     """No default stands in for a setting that a block should give: the console provider
     would archive real mail as sent, an embedded database would be the wrong one."""
     ids = [signup(conn, f"user{i}@example.com", f"User {i}")[1] for i in range(3)]
-    nowhere = system.free_port()
+    nowhere = net.free_port()
     process = pool.start(
         **{unset: ""},
         PREFECT_API_URL=f"http://127.0.0.1:{nowhere}/api",

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from taskflow_jobs import queue
 from taskflow_jobs.cli import app
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE, get_settings
 from tests.support.dispatch_helpers import drain, signup, state
 

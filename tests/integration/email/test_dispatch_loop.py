@@ -9,12 +9,13 @@ from typing import Any
 
 import psycopg
 
-from taskflow_jobs import db, queue
-from taskflow_jobs.email.coordinator import RunPlan, run_dispatch
-from taskflow_jobs.email.dispatch import Dispatcher, Ticket
+from taskflow_jobs import db
+from taskflow_jobs.devstack.sendgrid_stub import Reply, StubServer
 from taskflow_jobs.email.outcomes import DispatchStats
+from taskflow_jobs.email.worker.batch import Dispatcher, Ticket
+from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
-from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer
 from tests.support.dispatch_helpers import sendgrid_settings, signup, state
 
 

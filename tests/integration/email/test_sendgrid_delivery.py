@@ -10,11 +10,11 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from taskflow_jobs import queue
-from taskflow_jobs.email.dispatch import Dispatcher
+from taskflow_jobs.devstack.sendgrid_stub import Reply, StubServer, errors
 from taskflow_jobs.email.providers import ProviderUnavailable
+from taskflow_jobs.email.worker.batch import Dispatcher
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
-from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer, errors
 from tests.support.dispatch_helpers import API_KEY, drain, sendgrid_settings, signup, state
 
 

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from taskflow_jobs import db
-from taskflow_jobs.email.dispatch import INFRASTRUCTURE_ERRORS, RENDER_SLICE, Dispatcher
+from taskflow_jobs.devstack.sendgrid_stub import Reply, StubServer
+from taskflow_jobs.email.worker.batch import INFRASTRUCTURE_ERRORS, RENDER_SLICE, Dispatcher
 from taskflow_jobs.settings import SettingsError, load_settings
-from taskflow_jobs.testing.sendgrid_stub import Reply, StubServer
 from tests.support.dispatch_helpers import sendgrid_settings, signup
 
 TOTAL = 150

@@ -8,11 +8,11 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from taskflow_jobs import queue
-from taskflow_jobs.email.dispatch import Dispatcher
 from taskflow_jobs.email.providers import ProviderUnavailable
+from taskflow_jobs.email.worker.batch import Dispatcher
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.net import free_port
 from taskflow_jobs.settings import EMAIL_QUEUE
-from taskflow_jobs.system import free_port
 from tests.support.dispatch_helpers import drain, signup, state
 from tests.support.email_servers import SMTP_PASSWORD, SmtpServer
 

@@ -8,7 +8,7 @@ import time
 import psycopg
 
 from taskflow_jobs.webhooks.auth import signature
-from tests.integration.webhooks.conftest import SECRET, Receiver, count, running_receiver
+from tests.support.receiver import SECRET, Receiver, count, running_receiver
 
 NOTE = {
     "type": "notification",

@@ -12,7 +12,7 @@ import pytest
 
 from taskflow_jobs.webhooks.auth import sign
 from taskflow_jobs.webhooks.inputs import MAX_BODY_BYTES
-from tests.integration.webhooks.conftest import SECRET, Receiver, nothing_stored
+from tests.support.receiver import SECRET, Receiver, nothing_stored
 
 NOTE = {"type": "notification", "data": {"to": "a@example.com", "subject": "S", "body": "B"}}
 USER = {

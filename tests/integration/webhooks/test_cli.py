@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from taskflow_jobs import db, system
+from taskflow_jobs import db, net
 from taskflow_jobs.webhooks.auth import sign
 
 SECRET = "cli-test-secret-0123456789"
@@ -79,23 +79,23 @@ def test_unmigrated_database_is_named(tmp_path: Path, empty_database_url: str) -
     result = run(
         tmp_path,
         WEBHOOK_SECRET=SECRET,
-        WEBHOOK_PORT=str(system.free_port()),
+        WEBHOOK_PORT=str(net.free_port()),
         DATABASE_URL=empty_database_url,
     )
     refused(result, "is not migrated", "taskflow-jobs migrate")
 
 
 def test_unreachable_database_is_named(tmp_path: Path) -> None:
-    url = f"postgresql://nobody:hunter2@127.0.0.1:{system.free_port()}/taskflow"
+    url = f"postgresql://nobody:hunter2@127.0.0.1:{net.free_port()}/taskflow"
     result = run(
-        tmp_path, WEBHOOK_SECRET=SECRET, WEBHOOK_PORT=str(system.free_port()), DATABASE_URL=url
+        tmp_path, WEBHOOK_SECRET=SECRET, WEBHOOK_PORT=str(net.free_port()), DATABASE_URL=url
     )
     refused(result, "cannot connect to postgresql://nobody:***@127.0.0.1")
     assert "hunter2" not in result.stderr
 
 
 def test_serves_signed_requests_and_stops_on_sigterm(tmp_path: Path, database_url: str) -> None:
-    port = system.free_port()
+    port = net.free_port()
     log = tmp_path / "receiver.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -105,7 +105,7 @@ def test_serves_signed_requests_and_stops_on_sigterm(tmp_path: Path, database_ur
                 WEBHOOK_SECRET=SECRET,
                 WEBHOOK_PORT=str(port),
                 DATABASE_URL=database_url,
-                TASKFLOW_PREFECT_PORT=str(system.free_port()),  # no Prefect server there
+                TASKFLOW_PREFECT_PORT=str(net.free_port()),  # no Prefect server there
             ),
             cwd=tmp_path,
             stdout=out,
@@ -113,7 +113,7 @@ def test_serves_signed_requests_and_stops_on_sigterm(tmp_path: Path, database_ur
             start_new_session=True,
         )
     try:
-        system.wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, process)
+        net.wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, process)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
         assert health == {"status": "degraded", "database": "ok", "prefect": "unreachable"}
         body = json.dumps(

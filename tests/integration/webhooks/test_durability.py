@@ -10,12 +10,12 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 
-from taskflow_jobs import db, system
+from taskflow_jobs import db, net
 from taskflow_jobs.webhooks.errors import RequestContext, install_error_handlers
-from tests.integration.webhooks.conftest import (
+from tests.support.databases import database_name
+from tests.support.receiver import (
     Receiver,
     count,
-    database_name,
     nothing_stored,
     running_receiver,
     serve_in_thread,
@@ -133,7 +133,7 @@ def test_failure_inside_the_transaction_leaves_nothing_half_written(
 def test_prefect_down_events_are_503_and_jobs_still_accepted(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    nowhere = f"http://127.0.0.1:{system.free_port()}/api"
+    nowhere = f"http://127.0.0.1:{net.free_port()}/api"
     caplog.set_level(logging.WARNING, logger="taskflow_jobs.webhooks")
     with running_receiver(database_url, prefect_api_url=nowhere) as rx:
         response = rx.post(

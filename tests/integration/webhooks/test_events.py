@@ -21,8 +21,8 @@ from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
-from taskflow_jobs import system
-from tests.integration.webhooks.conftest import Receiver, running_receiver
+from taskflow_jobs import net
+from tests.support.receiver import Receiver, running_receiver
 from tests.unit.test_webhook_triggers import triggers_of
 
 T = TypeVar("T")
@@ -120,7 +120,7 @@ class CountingPrefect(BaseHTTPRequestHandler):
 
 
 def test_a_retried_delivery_is_emitted_once(database_url: str) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", system.free_port()), CountingPrefect)
+    server = ThreadingHTTPServer(("127.0.0.1", net.free_port()), CountingPrefect)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     CountingPrefect.received = []

@@ -7,7 +7,7 @@ import uuid
 
 import psycopg
 
-from tests.integration.webhooks.conftest import Receiver, count
+from tests.support.receiver import Receiver, count
 
 DATA = {"to": "ada@example.com", "subject": "Build finished", "body": "All green."}
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from tests.integration.webhooks.conftest import running_receiver
 from tests.integration.webhooks.test_durability import NOTE, SIGNUP, is_503
+from tests.support.receiver import running_receiver
 
 
 def server_pid(api_url: str) -> int:

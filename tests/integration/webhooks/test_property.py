@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from taskflow_jobs.webhooks.auth import sign, signature
-from tests.integration.webhooks.conftest import SECRET, Receiver, running_receiver
+from tests.support.receiver import SECRET, Receiver, running_receiver
 
 # WEBHOOK_FUZZ_EXAMPLES=2000 for a longer hunt; the suite stays fast with the default
 PROFILE = settings(

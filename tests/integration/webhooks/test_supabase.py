@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.integration.webhooks.conftest import Receiver, count
+from tests.support.receiver import Receiver, count
 
 CAPTURE = """
 CREATE TABLE public.webhook_outbox (id serial PRIMARY KEY, body jsonb NOT NULL);

@@ -1,0 +1,1 @@
+"""The whole system on one machine: `up`, `demo`, the process supervisor, seed data, stand-ins."""

@@ -1,0 +1,300 @@
+"""The whole system on one machine: what `taskflow-jobs up` (`make run`) and `demo` start.
+
+Embedded PostgreSQL (unless DATABASE_URL) → migrations → a Prefect server on the same
+cluster → work pool, blocks, deployments and automations (`taskflow-jobs deploy`) → a
+process worker, the `consume` consumer and the webhook receiver as child processes. The
+children get the database URL and the Prefect API in their environment; Ctrl-C (or
+SIGTERM) stops them all, newest first, and then the database.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.deploy import deploy
+from taskflow_jobs import db, errors, net
+from taskflow_jobs.devstack import processes, seed
+from taskflow_jobs.monitoring.prefect_api import DAILY_STATS, WORK_POOL
+from taskflow_jobs.settings import Settings
+
+WORKER_POLL_SECONDS = 5
+
+
+@dataclass
+class Stack:
+    """What is running and where."""
+
+    settings: Settings
+    database_url: str
+    prefect_api_url: str
+    prefect_env: dict[str, str]
+    embedded: db.EmbeddedPostgres | None
+    supervisor: processes.Supervisor
+    webhook_url: str | None = None
+    webhook_secret_file: Path | None = None
+    deploy_lines: list[str] = field(default_factory=list)
+
+    @property
+    def ui_url(self) -> str:
+        return self.prefect_api_url.removesuffix("/api")
+
+    @property
+    def outbox(self) -> Path:
+        return self.settings.data_dir.resolve() / "outbox"
+
+    def child_env(self) -> dict[str, str]:
+        """Environment of every child: where the database, Prefect and the data live."""
+        env = {
+            k: v
+            for k, v in self.prefect_env.items()
+            if k != "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+        }
+        settings = self.settings
+        slack = settings.slack_webhook_url
+        env.update(
+            {
+                # what this process decided overrides what the shell said
+                "DATABASE_URL": self.database_url,
+                "TASKFLOW_DATA_DIR": str(settings.data_dir.resolve()),
+                "EMAIL_PROVIDER": settings.email_provider.value,
+                "SLACK_WEBHOOK_URL": slack.get_secret_value() if slack else "",
+                "WEBHOOK_HOST": settings.webhook_host,
+                "WEBHOOK_PORT": str(settings.webhook_port),
+                "TASKFLOW_PREFECT_PORT": str(settings.prefect_port),
+                # library log lines join the flow runs' logs; outside runs they stay local
+                "PREFECT_LOGGING_EXTRA_LOGGERS": "taskflow_jobs",
+                "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+            }
+        )
+        return env
+
+
+def prefect_database_url(settings: Settings, embedded: db.EmbeddedPostgres | None) -> str:
+    """asyncpg URL of the `prefect` database next to the app database."""
+    if embedded is not None:
+        return embedded.asyncpg_url(db.PREFECT_DATABASE)
+    parts = urlsplit(settings.database_url or "")
+    db.ensure_database(parts._replace(path="/postgres").geturl(), db.PREFECT_DATABASE)
+    return parts._replace(scheme="postgresql+asyncpg", path=f"/{db.PREFECT_DATABASE}").geturl()
+
+
+def check_ports(settings: Settings, prefect_port: int, webhooks: bool) -> None:
+    """Before starting anything: every port we will listen on is free (else name the setting)."""
+    net.check_port_free("127.0.0.1", prefect_port, "the Prefect server", "TASKFLOW_PREFECT_PORT")
+    if webhooks:
+        net.check_port_free(
+            settings.webhook_host, settings.webhook_port, "the webhook receiver", "WEBHOOK_PORT"
+        )
+
+
+def start_stack(
+    settings: Settings,
+    supervisor: processes.Supervisor,
+    *,
+    prefect_port: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> Stack:
+    """Embedded Postgres (unless DATABASE_URL), migrations, and a Prefect server on Postgres."""
+    embedded = None if settings.database_url else db.start_embedded(settings)
+    url = embedded.url() if embedded else db.database_url(settings)
+    applied = db.migrate(url)
+    echo(f"database ready ({len(applied)} migration(s) applied)")
+    port = prefect_port or settings.prefect_port
+    prefect_env = processes.prefect_server_env(
+        settings.data_dir.resolve() / "prefect",
+        prefect_database_url(settings, embedded),
+        port,
+        run_retention_days=settings.run_retention_days,
+        event_retention_days=settings.event_retention_days,
+    )
+    echo(f"starting the Prefect server on port {port} (about 15 s)…")
+    processes.start_prefect_server(supervisor, prefect_env)
+    settings = settings.model_copy(update={"database_url": url, "prefect_port": port})
+    return Stack(settings, url, prefect_env["PREFECT_API_URL"], prefect_env, embedded, supervisor)
+
+
+def webhook_secret(stack: Stack) -> str:
+    """WEBHOOK_SECRET, or a random one kept under the data directory (local development)."""
+    if stack.settings.webhook_secret:
+        return stack.settings.webhook_secret.get_secret_value()
+    path = stack.settings.data_dir.resolve() / "webhook-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    stack.webhook_secret_file = path
+    return path.read_text().strip()
+
+
+def deploy_everything(stack: Stack, echo: Callable[[str], None]) -> None:
+    """Work pool, blocks (written from this environment), deployments, automations."""
+    deploy(stack.settings, api=stack.prefect_api_url, overwrite_blocks=True, echo=echo)
+
+
+def start_worker(stack: Stack) -> processes.Child:
+    env = {
+        **stack.child_env(),
+        "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS),
+    }
+    argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL,
+            "--type", "process"]  # fmt: skip
+    return stack.supervisor.start("worker", argv, env)
+
+
+def taskflow_jobs_argv(*args: str) -> list[str]:
+    """This installation's own `taskflow-jobs` command (next to its Python)."""
+    return [str(Path(sys.executable).parent / "taskflow-jobs"), *args]
+
+
+def start_consumer(stack: Stack) -> processes.Child:
+    return stack.supervisor.start("consumer", taskflow_jobs_argv("consume"), stack.child_env())
+
+
+def start_receiver(stack: Stack) -> processes.Child:
+    env = {**stack.child_env(), "WEBHOOK_SECRET": webhook_secret(stack)}
+    child = stack.supervisor.start("webhooks", taskflow_jobs_argv("webhooks"), env)
+    host, port = stack.settings.webhook_host, stack.settings.webhook_port
+    stack.webhook_url = f"http://{host}:{port}"
+    net.wait_for_http(f"{stack.webhook_url}/healthz", 60, child.process, child.log_path)
+    return child
+
+
+def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: float = 60) -> None:
+    """Until a worker polls the `taskflow-jobs` pool; fail early if any child exits."""
+
+    deadline = time.monotonic() + timeout
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        while time.monotonic() < deadline:
+            if client.read_workers_for_work_pool(WORK_POOL):
+                return
+            dead = supervisor.exited()
+            if dead:
+                raise errors.StartupError(
+                    f"{dead[0].name} exited with {dead[0].process.returncode}; "
+                    f"see its log {dead[0].log_path}"
+                )
+            time.sleep(0.5)
+    raise errors.StartupError(f"no worker polled the work pool within {timeout:.0f}s")
+
+
+def request_run(stack: Stack, deployment: str, parameters: dict[str, Any] | None = None) -> Any:
+    """Schedule a run of `deployment` now (the worker picks it up); returns the flow run."""
+
+    with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
+        return run_deployment(deployment, parameters=parameters or {}, timeout=0)
+
+
+def start_system(
+    settings: Settings,
+    supervisor: processes.Supervisor,
+    *,
+    prefect_port: int | None = None,
+    echo: Callable[[str], None] = print,
+) -> Stack:
+    """Everything, in order; each step fails with a message naming what went wrong."""
+    check_ports(settings, prefect_port or settings.prefect_port, webhooks=True)
+    stack = start_stack(settings, supervisor, prefect_port=prefect_port, echo=echo)
+    echo("deploying: work pool, blocks, deployments, automations…")
+    deploy_everything(stack, lambda line: stack.deploy_lines.append(line))
+    echo("starting the worker, the email consumer and the webhook receiver…")
+    start_worker(stack)
+    start_consumer(stack)
+    start_receiver(stack)
+    wait_for_worker(stack.prefect_api_url, supervisor)
+    return stack
+
+
+@contextmanager
+def stopping_on_signals() -> Any:
+    """SIGTERM behaves like Ctrl-C, so `kill` stops the children too."""
+
+    def _stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def banner(stack: Stack) -> list[str]:
+    where = "embedded PostgreSQL" if stack.embedded else "DATABASE_URL"
+    secret = (
+        f"in {stack.webhook_secret_file}" if stack.webhook_secret_file else "from WEBHOOK_SECRET"
+    )
+    provider = stack.settings.email_provider.value
+    emails = f"{stack.outbox} (.eml files)" if provider == "console" else f"sent with {provider}"
+    return [
+        "",
+        "taskflow-jobs is running",
+        f"  Prefect UI      {stack.ui_url}",
+        f"  webhooks        {stack.webhook_url}  (HMAC secret {secret})",
+        f"  emails          {emails}",
+        f"  database        {db.redact_url(stack.database_url)} ({where})",
+        f"  logs            {stack.supervisor.log_dir}",
+        "  status          taskflow-jobs status",
+        "Press Ctrl-C to stop everything.",
+    ]
+
+
+def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
+    """`make run`: start everything, seed demo data on the first run, wait for Ctrl-C."""
+
+    supervisor = processes.Supervisor(settings.data_dir.resolve() / "logs")
+    with stopping_on_signals():
+        try:
+            print("starting taskflow-jobs (Ctrl-C stops everything)…", flush=True)
+            stack = start_system(settings, supervisor, prefect_port=prefect_port)
+            seeded = seed.seed_if_empty(stack.database_url)
+            if seeded:
+                print(f"demo data: {seeded}", flush=True)
+            run = request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}")
+            print(f"daily-stats report requested: run {run.name!r} (see the UI)", flush=True)
+            print("\n".join(banner(stack)), flush=True)
+            watch(supervisor)
+        except KeyboardInterrupt:
+            print("\nstopping…", flush=True)
+        finally:
+            stop_all(supervisor)
+            print("stopped.", flush=True)
+
+
+def stop_all(supervisor: processes.Supervisor) -> None:
+    """Stop every child; a second Ctrl-C must not leave half of them running."""
+    previous = (
+        signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    try:
+        supervisor.stop()
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+
+
+def watch(supervisor: processes.Supervisor) -> None:
+    """Until interrupted: a child that dies stops the whole system, naming its log."""
+    while True:
+        dead = supervisor.exited()
+        if dead:
+            names = ", ".join(
+                f"{c.name} (exit {c.process.returncode}; log {c.log_path})" for c in dead
+            )
+            raise SystemExit(f"error: a component stopped unexpectedly: {names}")
+        time.sleep(1)

@@ -1,0 +1,401 @@
+"""Sending one batch of email jobs: claim, parse, look up, render, send, settle.
+
+`Dispatcher.run_batch` is the unit of work that the `email-dispatch` flow runs as ONE
+Prefect task. Per message it decides:
+
+- delivered                      -> ack
+- transient failure              -> retry_later after a jittered exponential delay
+- ... on its last allowed attempt -> dead_letter, with the last error
+- permanent failure, a payload that does not parse, a missing profile, a template problem
+                                 -> dead_letter with the reason
+- provider unavailable, or not sent because we are stopping -> release (attempt not used)
+
+and settles as the results come in (`Settler`: every few outcomes or half a second, one
+statement per kind), so an accepted email is acked within a bounded time and a kill
+re-sends only what was not settled yet. If the provider was unavailable the batch raises
+`ProviderUnavailable` afterwards; messages already settled stay settled.
+
+Blocking work (psycopg, smtplib) runs in worker threads so that one event loop can keep
+several batches, the LISTEN connection and a flow run going at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from taskflow_jobs.backoff import RetryPolicy
+from taskflow_jobs.db import Connection, DatabaseUnavailable, connect, redact_url
+from taskflow_jobs.email.compose import (
+    OutgoingEmail,
+    ParsedMessage,
+    Undeliverable,
+    compose,
+    load_profiles,
+    parse_sender,
+    profile_ids,
+)
+from taskflow_jobs.email.messages import InvalidMessage, parse_message
+from taskflow_jobs.email.outcomes import Action, BatchReport, DispatchStats, Outcome, log_outcomes
+from taskflow_jobs.email.providers import (
+    Provider,
+    ProviderSession,
+    ProviderUnavailable,
+    SendControl,
+    SendResult,
+    SendStatus,
+    create_provider,
+)
+from taskflow_jobs.email.render import Renderer, TemplateProblem
+from taskflow_jobs.email.worker.settle import Settler, settle_outcomes
+from taskflow_jobs.jobs import queue
+from taskflow_jobs.jobs.wakeup import Listener, Waker, wait_for
+from taskflow_jobs.settings import EMAIL_QUEUE, Settings
+from taskflow_jobs.sql import query
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Clock = Callable[[], datetime | None]
+
+# Errors of the infrastructure rather than of a message: the batch is worth retrying whole.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    ProviderUnavailable,
+    DatabaseUnavailable,
+    psycopg.OperationalError,
+    PoolTimeout,
+)
+
+
+class Ticket:
+    """Lets the loop that started a batch know when the batch has made its first claim,
+    so it does not count those messages as still waiting and start a batch too many."""
+
+    def __init__(self) -> None:
+        self.claimed = asyncio.Event()
+
+
+# Render this many emails, start sending them, then render the next slice (~2 ms each).
+RENDER_SLICE = 25
+
+
+def _no_clock() -> datetime | None:
+    return None  # the database's now()
+
+
+class Dispatcher:
+    """Claims and sends email batches; one per process, shared by its flow runs.
+
+    `clock` lets tests move time: it is passed as `now` to every queue operation.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        *,
+        provider: Provider | None = None,
+        clock: Clock = _no_clock,
+    ) -> None:
+        self.settings = settings
+        self.url = url
+        self.queue = EMAIL_QUEUE
+        self.batch_size = settings.email_batch_size
+        self.visibility_timeout = settings.email_visibility_timeout
+        self.sender = parse_sender(settings.email_from)
+        self.provider = provider or create_provider(settings)
+        self.renderer = Renderer()
+        self.policy = RetryPolicy(
+            settings.email_backoff_base, settings.email_backoff_cap, settings.email_max_attempts
+        )
+        self.clock = clock
+        self.stop_event = asyncio.Event()
+        self.waker = Waker()
+        self.listener: Listener | None = None
+        self.open_batches = 0  # batches whose window is open: they take new arrivals
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=settings.email_concurrency + 2,
+            kwargs={"row_factory": dict_row, "connect_timeout": 10},
+            open=False,
+            timeout=15,
+            name="taskflow-email",
+            # a connection a PostgreSQL restart closed is replaced, not handed out
+            check=ConnectionPool.check_connection,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def open(self, *, listen: bool = False) -> Dispatcher:
+        # one plain connection first: fails at once, with the reason, if the database is down
+        await asyncio.to_thread(lambda: connect(self.url).close())
+        try:
+            await asyncio.to_thread(self.pool.open, wait=True, timeout=15)
+        except PoolTimeout:
+            raise DatabaseUnavailable(f"cannot connect to {redact_url(self.url)}") from None
+        await self._db(self._sync_queue_settings)
+        if listen:
+            self.listener = Listener(self.url, queue.CHANNEL, self.queue, self.waker)
+            self.listener.start()
+        return self
+
+    async def reconfigure(self, settings: Settings) -> None:
+        """Use new email settings (a block edited in the UI) from the next batch on.
+
+        Called between bursts, when no batch holds the provider. The database and the
+        pool stay: a new DATABASE_URL needs a restart.
+        """
+        old = self.provider
+        self.settings = settings
+        self.sender = parse_sender(settings.email_from)
+        self.provider = create_provider(settings)
+        self.batch_size = settings.email_batch_size
+        self.visibility_timeout = settings.email_visibility_timeout
+        self.policy = RetryPolicy(
+            settings.email_backoff_base, settings.email_backoff_cap, settings.email_max_attempts
+        )
+        await old.aclose()
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+        await self.provider.aclose()
+        await asyncio.to_thread(self.pool.close)
+
+    async def __aenter__(self) -> Dispatcher:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def request_stop(self) -> None:
+        """Stop claiming; batches finish what they are sending and release the rest."""
+        self.stop_event.set()
+        self.waker.fire()
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    # --- database --------------------------------------------------------------------
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(self._in_transaction, fn, *args)
+
+    def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.pool.connection() as conn:  # commits on success
+            return fn(conn, *args)
+
+    def _sync_queue_settings(self, conn: Connection) -> None:
+        """New messages get EMAIL_MAX_ATTEMPTS attempts (the queue's default)."""
+        params = {"queue": self.queue, "max_attempts": self.settings.email_max_attempts}
+        if conn.execute(query("email_sync_max_attempts"), params).fetchone():
+            log.info("queue %s: max_attempts set to %s", self.queue, params["max_attempts"])
+
+    async def visible(self, limit: int) -> int:
+        """How many messages could be claimed now (at most `limit`)."""
+        params = {"queue": self.queue, "now": self.clock(), "limit": limit}
+        return await self._db(
+            lambda c: c.execute(query("email_visible_count"), params).fetchone()["n"]
+        )
+
+    async def next_visible_in(self) -> float | None:
+        """Seconds until the next message (pending or leased) becomes claimable."""
+        params = {"queue": self.queue, "now": self.clock()}
+        row = await self._db(lambda c: c.execute(query("email_next_visible_in"), params).fetchone())
+        return None if row["seconds"] is None else max(0.0, float(row["seconds"]))
+
+    # --- one batch -------------------------------------------------------------------
+
+    async def run_batch(
+        self,
+        window: float = 0.0,
+        stats: DispatchStats | None = None,
+        ticket: Ticket | None = None,
+    ) -> BatchReport:
+        """Claim and send up to `batch_size` messages, settling each claim as it completes.
+
+        With `window` > 0 (the `consume` path) the batch keeps claiming messages that
+        arrive during the window, so a trickle of signups is sent within milliseconds
+        but still costs only about one Prefect task run per window.
+        """
+        report = BatchReport()
+        closes_at = time.monotonic() + window
+        is_open = window > 0
+        self.open_batches += is_open
+        try:
+            with self.waker.subscribe() as wake:
+                async with self.provider.session() as session:
+                    while not self.stopping and report.claimed < self.batch_size:
+                        wake.clear()
+                        wanted = self.batch_size - report.claimed
+                        batch = await self._db(self._claim, wanted)
+                        report.claims += 1
+                        if ticket is not None:
+                            ticket.claimed.set()
+                        if batch.messages:
+                            report.claimed += len(batch)
+                            await self._process(batch, session, report, stats)
+                        remaining = closes_at - time.monotonic()
+                        if remaining <= 0 or len(batch) == wanted:
+                            break
+                        await wait_for(wake, remaining)
+        finally:
+            self.open_batches -= is_open
+            if ticket is not None:
+                ticket.claimed.set()
+        return report
+
+    def _claim(self, conn: Connection, limit: int) -> queue.Batch:
+        return queue.claim(conn, self.queue, limit, self.visibility_timeout, now=self.clock())
+
+    async def _process(
+        self,
+        batch: queue.Batch,
+        session: ProviderSession,
+        report: BatchReport,
+        stats: DispatchStats | None,
+    ) -> None:
+        lease_ends = time.monotonic() + self.visibility_timeout - self.lease_margin()
+
+        def settled(outcomes: list[Outcome]) -> None:
+            report.outcomes += outcomes
+            if stats is not None:
+                stats.record(outcomes)
+            log_outcomes(outcomes)
+
+        settler = self._settler(batch, settled)
+        done = False
+        sending: dict[asyncio.Task, list[tuple[queue.Message, OutgoingEmail]]] = {}
+        results: list[SendResult] = []
+        try:
+            parsed, failed = self._parse(batch.messages)
+            await settler.add(failed)
+            ids = profile_ids(p for _, p in parsed)
+            profiles = await self._db(load_profiles, ids) if ids else {}
+            control = SendControl(self.stop_event, lease_ends)
+            # render a slice, start sending it, render the next: the provider is busy
+            # while we render, and other batches' traffic is not held up by ours
+            for start in range(0, len(parsed), RENDER_SLICE):
+                emails, failed = self._render(parsed[start : start + RENDER_SLICE], profiles)
+                await settler.add(failed)
+                if emails:
+                    task = asyncio.create_task(session.send([e for _, e in emails], control))
+                    sending[task] = emails
+                await asyncio.sleep(0)
+            # settle as the results come in, not once at the end of the batch
+            waiting = set(sending)
+            while waiting:
+                finished, waiting = await asyncio.wait(
+                    waiting, timeout=settler.due_in(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in finished:
+                    chunk = task.result()
+                    results += chunk
+                    pairs = zip(sending[task], chunk, strict=True)
+                    await settler.add([self.decide(m, r) for (m, _), r in pairs])
+                await settler.flush_if_due()
+            await settler.flush()
+            done = True
+        finally:
+            if not done:  # an error or a cancellation: give back what is not settled
+                for task in sending:
+                    task.cancel()
+                await settler.quiesce()
+                unsettled = [i for i in batch.ids if i not in settler.settled]
+                await self._release_quietly(batch, unsettled)
+        down = [r.error for r in results if r.status is SendStatus.UNAVAILABLE]
+        if down:
+            report.unavailable = down[0]
+            raise ProviderUnavailable(down[0])
+
+    def _settler(self, batch: queue.Batch, settled: Callable[[list[Outcome]], None]) -> Settler:
+        async def settle(outcomes: list[Outcome]) -> list[Outcome]:
+            return await self._db(settle_outcomes, batch.token, outcomes, self.clock())
+
+        return Settler(
+            settle,
+            settled,
+            every=self.settings.email_settle_every,
+            interval=self.settings.email_settle_interval,
+            attempts=self.settings.email_settle_attempts,
+            retry_errors=INFRASTRUCTURE_ERRORS,
+        )
+
+    def lease_margin(self) -> float:
+        """No new send starts this close to the lease's end: the slowest send (the
+        provider's timeout) and its settle still fit before another consumer may claim."""
+        return self.settings.provider_timeout + self.settings.email_settle_margin
+
+    @staticmethod
+    def _parse(
+        messages: Sequence[queue.Message],
+    ) -> tuple[list[tuple[queue.Message, ParsedMessage]], list[Outcome]]:
+        """Parse every payload; the ones that do not parse become dead letters."""
+        parsed, failed = [], []
+        for message in messages:
+            try:
+                parsed.append((message, parse_message(message.payload)))
+            except InvalidMessage as exc:
+                failed.append(_dead(message, str(exc)))
+        return parsed, failed
+
+    def _render(
+        self, parsed: Sequence[tuple[queue.Message, ParsedMessage]], profiles: dict
+    ) -> tuple[list[tuple[queue.Message, OutgoingEmail]], list[Outcome]]:
+        """Render messages; the ones that cannot become an email become dead letters."""
+        emails, failed = [], []
+        for message, payload in parsed:
+            try:
+                emails.append(
+                    (message, compose(message.id, payload, profiles, self.renderer, self.sender))
+                )
+            except (Undeliverable, TemplateProblem) as exc:
+                failed.append(_dead(message, str(exc)))
+            except Exception as exc:  # a bug must not block the rest of the batch
+                log.exception("rendering message %s failed", message.id)
+                failed.append(_dead(message, f"internal error while rendering: {exc!r}"[:500]))
+        return emails, failed
+
+    def decide(self, message: queue.Message, result: SendResult) -> Outcome:
+        """What to do with a message after its send result (pure)."""
+        return replace(self._decide(message, result), duration_ms=result.duration_ms)
+
+    def _decide(self, message: queue.Message, result: SendResult) -> Outcome:
+        kind, attempt = message.type, message.attempt
+        if result.status is SendStatus.ACCEPTED:
+            return Outcome(message.id, kind, attempt, Action.SENT)
+        if result.status is SendStatus.PERMANENT:
+            return _dead(message, result.error or "rejected by the provider")
+        if result.status is SendStatus.TRANSIENT:
+            error = result.error or "transient failure"
+            if self.policy.exhausted(attempt, message.max_attempts):
+                limit = min(self.policy.max_attempts, message.max_attempts)
+                return _dead(
+                    message, f"attempts exhausted ({attempt}/{limit}); last error: {error}"
+                )
+            delay = self.policy.delay(attempt, result.retry_after)
+            return Outcome(message.id, kind, attempt, Action.RETRIED, error, delay)
+        return Outcome(message.id, kind, attempt, Action.RELEASED, result.error)
+
+    async def _release_quietly(self, batch: queue.Batch, ids: list[int] | None = None) -> None:
+        ids = batch.ids if ids is None else ids
+        if not ids:
+            return
+        try:
+            await asyncio.shield(self._db(lambda c: queue.release(c, batch.token, ids)))
+        except Exception as exc:  # the lease will expire and the messages come back anyway
+            log.warning("could not release messages %s: %s", ids, type(exc).__name__)
+
+
+def _dead(message: queue.Message, reason: str) -> Outcome:
+    return Outcome(message.id, message.type, message.attempt, Action.DEAD_LETTERED, reason)

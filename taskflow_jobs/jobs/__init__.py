@@ -1,0 +1,1 @@
+"""Queued jobs in PostgreSQL: the queue API, the LISTEN wake-up, retention of our tables."""

@@ -1,0 +1,1 @@
+"""Reports: daily statistics, the weekly summary, their rendering, and posting to Slack."""
