@@ -11,7 +11,12 @@ from typing import TypeVar
 
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import SlackWebhook
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_REQUEST_TIMEOUT,
+    PREFECT_API_URL,
+    PREFECT_CLIENT_MAX_RETRIES,
+    temporary_settings,
+)
 from prefect_sqlalchemy import SqlAlchemyConnector
 from pydantic import ValidationError
 
@@ -80,12 +85,6 @@ ALL_BLOCKS = tuple(BLOCK_KEYS)
 
 def _load(block_type: type[B], name: str, timeout: float) -> B | None:
     """One read with a short deadline and no client retries (the caller retries)."""
-    from prefect.settings import (
-        PREFECT_API_REQUEST_TIMEOUT,
-        PREFECT_CLIENT_MAX_RETRIES,
-        temporary_settings,
-    )
-
     try:
         quick = {PREFECT_API_REQUEST_TIMEOUT: timeout, PREFECT_CLIENT_MAX_RETRIES: 0}
         with temporary_settings(quick):

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import TaskRun
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
@@ -63,8 +64,6 @@ async def send_batch(
 
 def publish_dead_letter_events(url: str) -> int:
     """Publish the outbox's dead-letter events (this run's and any an outage left)."""
-    from prefect.client.orchestration import get_client
-
     with get_client(sync_client=True) as client:
 
         def post(events: list[dict[str, Any]]) -> None:

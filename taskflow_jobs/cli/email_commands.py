@@ -70,6 +70,7 @@ def consume() -> None:
 def prefect_api_url(settings: Any) -> str:
     """PREFECT_API_URL, else where `taskflow-jobs up` runs the server; never an ephemeral
     server (Prefect starts one in-process when no API URL is set)."""
+    # deferred: loads Prefect (~1.5 s); only `consume` needs it
     from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value() or f"http://127.0.0.1:{settings.prefect_port}/api"

@@ -131,6 +131,7 @@ def heartbeating(fn: F) -> F:
             async with aheartbeats():
                 return await fn(*args, **kwargs)
 
+        run_async.__signature__ = _resolved(fn)  # type: ignore[attr-defined]
         return cast(F, run_async)
 
     @functools.wraps(fn)
@@ -138,4 +139,12 @@ def heartbeating(fn: F) -> F:
         with heartbeats():
             return fn(*args, **kwargs)
 
+    run.__signature__ = _resolved(fn)  # type: ignore[attr-defined]
     return cast(F, run)
+
+
+def _resolved(fn: Callable[..., Any]) -> inspect.Signature:
+    """`fn`'s signature with its annotations as types: Prefect builds the parameter model
+    in the wrapper's module globals (these), which cannot resolve the flow module's string
+    annotations (`from __future__ import annotations`)."""
+    return inspect.signature(fn, eval_str=True)

@@ -28,7 +28,12 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_REQUEST_TIMEOUT,
+    PREFECT_API_URL,
+    PREFECT_CLIENT_MAX_RETRIES,
+    temporary_settings,
+)
 
 EMAIL_DISPATCH = "email-dispatch"
 DAILY_STATS = "daily-stats"
@@ -161,12 +166,6 @@ DEADLINE = 5.0
 
 def call(coro: Any, deadline: float = DEADLINE) -> Any:
     """Run a Prefect API read with one overall deadline and no client retries."""
-    from prefect.settings import (
-        PREFECT_API_REQUEST_TIMEOUT,
-        PREFECT_CLIENT_MAX_RETRIES,
-        temporary_settings,
-    )
-
     url = PREFECT_API_URL.value() or "(PREFECT_API_URL unset: an ephemeral server)"
     quick = {PREFECT_API_REQUEST_TIMEOUT: deadline, PREFECT_CLIENT_MAX_RETRIES: 0}
     try:

@@ -32,6 +32,10 @@ from uuid import UUID, uuid4
 
 import httpx
 import psycopg
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from prefect.states import Completed, Failed, Running, State
 
 from taskflow_jobs.db import DatabaseUnavailable
 from taskflow_jobs.email.outcomes import Action, DispatchStats, Outcome
@@ -170,9 +174,6 @@ class Observer:
                 log.warning("Prefect did not take the last reports in time; not waiting")
 
     def _main(self) -> None:
-        from prefect.client.orchestration import SyncPrefectClient
-        from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-
         # one attempt per call: the circuit breaker, not the client, decides when to retry
         with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}):
             timeout = httpx.Timeout(self.timing.call_timeout)
@@ -320,8 +321,6 @@ class Observer:
     # --- Prefect calls (each one request, `call_timeout` at most) ---------------------
 
     def _create_run(self, name: str, started: datetime) -> Any:
-        from prefect.states import Running
-
         flow = SimpleNamespace(name=FLOW_NAME, version=None, retries=0, retry_delay_seconds=0)
         return self._client.create_flow_run(
             flow,
@@ -332,8 +331,6 @@ class Observer:
         )
 
     def _artifact(self, run_id: UUID, key: str, table: list[dict], description: str) -> None:
-        from prefect.client.schemas.actions import ArtifactCreate
-
         self._client.create_artifact(
             ArtifactCreate(
                 key=key,
@@ -352,8 +349,6 @@ class Observer:
         error: str | None,
         summary: dict[str, Any],
     ) -> None:
-        from prefect.states import Completed, Failed, State
-
         state: State[Any]
         if error is not None:
             state = Failed(message=f"{error} ({description})")

@@ -110,30 +110,54 @@ def test_sigkill_mid_batch_loses_nothing(
     assert expired > 0, "the killed consumer's leases expired and were taken over"
 
 
+def sent_by(log: str) -> int:
+    """Emails one consume process reports as sent (its "burst done" lines)."""
+    return sum(
+        int(line.split("'sent': ")[1].split(",")[0])
+        for line in log.splitlines()
+        if "burst done:" in line
+    )
+
+
 def test_two_consumers_never_send_the_same_message_twice(
     conn: psycopg.Connection, database_url: str, consumers: Consumers, sendgrid: StubServer
 ) -> None:
     sendgrid.stub.script = lambda body: Reply(202, delay=0.005)
-    a = consumers.start()
-    b = consumers.start()
-    total = 200
+    a = consumers.start(EMAIL_IDLE_TIMEOUT="1")
+    b = consumers.start(EMAIL_IDLE_TIMEOUT="1")
+    wait_until(
+        lambda: "consuming" in consumers.log(0) and "consuming" in consumers.log(1),
+        60,
+        "both consumers listening",
+    )
+    writers, each = 4, 50
+    total = writers * each
+    start = threading.Barrier(writers)
 
-    def signups() -> None:
+    def signups(offset: int) -> None:
         with db.connect(database_url, autocommit=True) as writer:
-            for i in range(total):
+            start.wait()  # the writers sign up at the same time
+            for i in range(offset, total, writers):
                 signup(writer, f"user{i}@example.com", f"User {i}")
-                if i % 20 == 0:
-                    time.sleep(0.05)
 
-    writer = threading.Thread(target=signups)
-    writer.start()
-    writer.join()
+    threads = [threading.Thread(target=signups, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     wait_until(lambda: counts(conn)["archived"] == total, 90, "every message delivered")
 
     sent = Counter(r.message_id for r in sendgrid.stub.received)
     assert len(sent) == total
     assert max(sent.values()) == 1, f"sent twice: {[m for m, n in sent.items() if n > 1]}"
     assert a.poll() is None and b.poll() is None, "both consumers keep running"
+    wait_until(
+        lambda: sent_by(consumers.log(0)) + sent_by(consumers.log(1)) == total,
+        30,
+        "both bursts to end",
+    )
+    shares = sent_by(consumers.log(0)), sent_by(consumers.log(1))
+    assert min(shares) > 0, f"one consumer sent everything: {shares}"
 
 
 def test_sigterm_finishes_in_flight_releases_the_rest_and_exits_0(

@@ -192,7 +192,7 @@ def test_consume_delivers_with_no_prefect_at_all(
 
 @pytest.mark.parametrize(
     ("unset", "block"),
-    [("EMAIL_PROVIDER", "taskflow-email"), ("DATABASE_URL", "taskflow-database-url")],
+    [("EMAIL_PROVIDER", "taskflow-email"), ("DATABASE_URL", "taskflow-database")],
 )
 def test_consume_fails_closed_when_a_needed_block_cannot_be_read(
     conn: psycopg.Connection, pool: Consumers, sendgrid: StubServer, unset: str, block: str
