@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
@@ -12,13 +14,21 @@ from taskflow_jobs import db
 from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import DAILY_STATS
 from taskflow_jobs.reports import summaries
-from taskflow_jobs.reports.stats import resolve_day
+from taskflow_jobs.reports.stats import InvalidDate, resolve_day
+from taskflow_jobs.settings import load_settings
+
+
+def run_name_for(date: str | None, tz: ZoneInfo) -> str:
+    """`daily-stats-2026-11-27`: named for the day it reports, decided before it starts
+    (`up` and `demo` pass the same name when they request a run)."""
+    try:
+        return f"{DAILY_STATS}-{resolve_day(date, tz)}"
+    except InvalidDate:
+        return f"{DAILY_STATS}-{date}"  # the run itself fails and says why
 
 
 def _run_name() -> str:
-
-    date = (flow_run.parameters or {}).get("date")
-    return f"daily-stats-{date}" if date else "daily-stats-yesterday"
+    return run_name_for((flow_run.parameters or {}).get("date"), load_settings().timezone)
 
 
 @flow(name=DAILY_STATS, flow_run_name=_run_name, log_prints=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -80,7 +80,8 @@ def publish_dead_letter_events(url: str) -> int:
 def _run_name() -> str:
     params = flow_run.parameters
     who = params.get("consumer") or params.get("mode", "drain")
-    return f"{who} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z"
+    # the time the run was created for, not the time a process got to it
+    return f"{who} {flow_run.scheduled_start_time.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
 def consumer_label() -> str:

@@ -120,6 +120,16 @@ class Settings(BaseSettings):
     email_consume_budget: float = Field(
         600.0, gt=0, description="Longest `consume` flow run; the next one starts at once"
     )
+    email_sweep_after: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="Email claimable this long without being sent is overdue: the webhook "
+        "receiver then asks for an email-dispatch sweep (none is made while `consume` runs)",
+    )
+    email_sweep_interval: float = Field(
+        30.0, gt=0, le=3600, description="How often the webhook receiver looks for overdue email"
+    )
     email_shutdown_grace: float = Field(
         10.0, ge=0, description="On SIGTERM, seconds to finish sends in flight before releasing"
     )
@@ -176,6 +186,20 @@ class Settings(BaseSettings):
         ge=0,
         le=300,
         description="Seconds between taskflow.email.enqueued events (a burst becomes one event)",
+    )
+
+    # --- Prometheus metrics (/metrics of the receiver and of each `consume`) -----------
+    consume_metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of `consume`'s /metrics (0 = any free port); unset = no endpoint",
+    )
+    consume_metrics_host: str = Field(
+        "127.0.0.1", description="Address of `consume`'s /metrics (0.0.0.0 in a container)"
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="If set, /metrics needs `Authorization: Bearer <token>`"
     )
 
     # --- local system (`taskflow-jobs up`) -------------------------------------------

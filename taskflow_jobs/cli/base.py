@@ -11,6 +11,7 @@ import psycopg
 import typer
 
 from taskflow_jobs import db
+from taskflow_jobs.cli import help as command_help
 from taskflow_jobs.errors import DeployError, PortInUse, StartupError
 from taskflow_jobs.logs import configure_logging
 from taskflow_jobs.settings import Settings, SettingsError, get_settings
@@ -19,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
-    help="taskflow-jobs: TaskFlow's background jobs (email queue, cron reports, webhooks).",
+    rich_markup_mode=None,
 )
 
 
@@ -57,6 +58,9 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
     """`app.command` whose errors are reported as one line."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        name = args[0] if args else kwargs.get("name") or fn.__name__.replace("_", "-")
+        kwargs.setdefault("short_help", command_help.SUMMARY.get(name))
+        kwargs.setdefault("epilog", command_help.epilog(name))
         return app.command(*args, **kwargs)(_friendly(fn))
 
     return register
@@ -81,7 +85,16 @@ def default_prefect_api(current: Settings) -> None:
 
 
 @app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def _setup(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log debug lines too (to stderr).")
+    ] = False,
+) -> None:
+    """taskflow-jobs: TaskFlow's background jobs (email queue, cron reports, webhooks).
+
+    Every setting is an environment variable (or a line in .env); each command's --help
+    lists the ones that matter for it. `make run` runs `taskflow-jobs up`.
+    """
 
     try:
         configure_logging(settings(), verbose=verbose)

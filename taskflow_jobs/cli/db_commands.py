@@ -45,7 +45,9 @@ def schema(
 def enqueue(
     message_type: Annotated[str, typer.Argument(metavar="TYPE", help="e.g. welcome_email")],
     data: Annotated[str, typer.Option("--data", "-d", help="JSON object of the message")] = "{}",
-    queue_name: Annotated[str, typer.Option("--queue")] = EMAIL_QUEUE,
+    queue_name: Annotated[
+        str, typer.Option("--queue", help="The queue to put it in.")
+    ] = EMAIL_QUEUE,
     key: Annotated[str | None, typer.Option("--key", help="Idempotency key")] = None,
     delay: Annotated[float, typer.Option(help="Seconds before it may be sent")] = 0.0,
 ) -> None:

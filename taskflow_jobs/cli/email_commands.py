@@ -47,6 +47,7 @@ def consume() -> None:
     from flows.common import require_database
     from taskflow_jobs.email.worker.consumer import Consumer, consumer_label, run_until_signalled
     from taskflow_jobs.email.worker.observer import Observer, ObserverTiming
+    from taskflow_jobs.jobs.metrics import serve_consume_metrics
     from taskflow_jobs.settings import load_settings
 
     def read(wait: float | None = None) -> Any:
@@ -60,9 +61,10 @@ def consume() -> None:
     timing = ObserverTiming(call_timeout=current.prefect_call_timeout)
     observer = Observer(prefect_api_url(current), consumer_label(), url, timing)
     try:
-        run_until_signalled(
-            Consumer(current, url, observer, latest_settings=lambda: keeper.current)
-        )
+        with serve_consume_metrics(current, url):
+            run_until_signalled(
+                Consumer(current, url, observer, latest_settings=lambda: keeper.current)
+            )
     finally:
         keeper.stop()
 
@@ -121,7 +123,7 @@ def dlq_list(
     message_type: Annotated[str | None, typer.Option("--type", help="Only this type")] = None,
     reason: Annotated[str | None, typer.Option(help="Reason contains this text")] = None,
     since: Annotated[str | None, typer.Option(help="Newer than: 30m, 2h, 7d or ISO")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Show at most this many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Full rows as JSON")] = False,
 ) -> None:
     """Dead letters, newest first."""

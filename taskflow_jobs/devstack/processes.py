@@ -105,6 +105,13 @@ class Supervisor:
                 child.process.wait()
         self.children.clear()
 
+    def kill(self) -> None:
+        """SIGKILL every child now (a second Ctrl-C while stopping)."""
+        for child in self.children:
+            if child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.process.pid, signal.SIGKILL)
+
 
 def start_prefect_server(
     supervisor: Supervisor, env: Mapping[str, str], *, timeout: float = 90.0

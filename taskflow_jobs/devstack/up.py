@@ -25,6 +25,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.deploy import deploy
+from flows.daily_stats import run_name_for as daily_stats_run_name
 from taskflow_jobs import db, errors, net
 from taskflow_jobs.devstack import processes, seed
 from taskflow_jobs.monitoring.prefect_api import DAILY_STATS, WORK_POOL
@@ -192,11 +193,15 @@ def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: flo
     raise errors.StartupError(f"no worker polled the work pool within {timeout:.0f}s")
 
 
-def request_run(stack: Stack, deployment: str, parameters: dict[str, Any] | None = None) -> Any:
-    """Schedule a run of `deployment` now (the worker picks it up); returns the flow run."""
-
+def request_run(
+    stack: Stack, deployment: str, parameters: dict[str, Any] | None = None, *, name: str
+) -> Any:
+    """Schedule a run of `deployment` now (the worker picks it up), named `name` from the
+    start: the name printed here is the one the UI shows; returns the flow run."""
     with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
-        return run_deployment(deployment, parameters=parameters or {}, timeout=0)
+        return run_deployment(
+            deployment, parameters=parameters or {}, timeout=0, flow_run_name=name
+        )
 
 
 def start_system(
@@ -219,18 +224,24 @@ def start_system(
     return stack
 
 
+STOP_SECONDS = 4.0  # children get this long after SIGTERM, then SIGKILL
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextmanager
 def stopping_on_signals() -> Any:
-    """SIGTERM behaves like Ctrl-C, so `kill` stops the children too."""
+    """SIGINT and SIGTERM both stop everything, however `up` was started: a shell script
+    or a service manager may start it with SIGINT ignored, which Python then keeps."""
 
     def _stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = {sig: signal.signal(sig, _stop) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def banner(stack: Stack) -> list[str]:
@@ -264,28 +275,38 @@ def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
             seeded = seed.seed_if_empty(stack.database_url)
             if seeded:
                 print(f"demo data: {seeded}", flush=True)
-            run = request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}")
+            name = daily_stats_run_name(None, settings.timezone)
+            run = request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}", name=name)
             print(f"daily-stats report requested: run {run.name!r} (see the UI)", flush=True)
             print("\n".join(banner(stack)), flush=True)
             watch(supervisor)
         except KeyboardInterrupt:
             print("\nstopping…", flush=True)
         finally:
-            stop_all(supervisor)
+            stop_all(
+                supervisor, None if settings.database_url else settings.data_dir.resolve() / "pg"
+            )
             print("stopped.", flush=True)
 
 
-def stop_all(supervisor: processes.Supervisor) -> None:
-    """Stop every child; a second Ctrl-C must not leave half of them running."""
-    previous = (
-        signal.signal(signal.SIGINT, signal.SIG_IGN),
-        signal.signal(signal.SIGTERM, signal.SIG_IGN),
-    )
+def stop_all(supervisor: processes.Supervisor, pgdata: Path | None) -> None:
+    """Stop every child, then the embedded PostgreSQL by its data directory (it may have
+    been restarted from outside, under another PID). A second signal kills at once."""
+    hurry = False
+
+    def _now(_signum: int, _frame: object) -> None:
+        nonlocal hurry
+        hurry = True
+        supervisor.kill()
+
+    previous = {sig: signal.signal(sig, _now) for sig in STOP_SIGNALS}
     try:
-        supervisor.stop()
+        supervisor.stop(STOP_SECONDS)
+        if pgdata is not None:
+            db.stop_cluster(pgdata, immediate=hurry)
     finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def watch(supervisor: processes.Supervisor) -> None:

@@ -1,4 +1,6 @@
-"""Weekly cleanup: delete expired rows in short batches, then VACUUM (ANALYZE).
+"""Retention of every table we own: the weekly cleanup, and the receipts' expiry.
+
+Weekly cleanup: delete expired rows in short batches, then VACUUM (ANALYZE).
 
 One big `DELETE` of millions of rows holds its transaction (and its row locks, and the
 oldest snapshot that stops autovacuum everywhere) for as long as it runs. Here every
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from taskflow_jobs import db
 from taskflow_jobs.db import Connection
@@ -32,6 +35,8 @@ from taskflow_jobs.sql import query
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "taskflow-cleanup"
+# expired receipts are kept this much longer, in case the database clock runs behind ours
+RECEIPT_EXPIRY_MARGIN = dt.timedelta(minutes=10)
 MIN_WINDOW = dt.timedelta(milliseconds=1)
 
 
@@ -223,3 +228,17 @@ def run_cleanup(
                 result.vacuum_seconds = vacuum(conn, retention)
             results.append(result)
     return results
+
+
+async def expire_receipts(pool: AsyncConnectionPool, limit: int = 10_000) -> int:
+    """Delete webhook receipts that expired RECEIPT_EXPIRY_MARGIN ago; returns how many.
+
+    The receiver runs this every minute: receipts only exist to refuse replays and
+    duplicate deliveries within their window.
+    """
+    before = dt.datetime.now(dt.UTC) - RECEIPT_EXPIRY_MARGIN
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            query("webhook_receipts_expire"), {"before": before, "limit": limit}
+        )
+        return cur.rowcount

@@ -16,6 +16,7 @@ import functools
 import inspect
 import logging
 import threading
+import typing
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar, cast
@@ -123,7 +124,13 @@ async def aheartbeats(every: float = HEARTBEAT_SECONDS) -> AsyncIterator[None]:
 
 
 def heartbeating(fn: F) -> F:
-    """Run the flow function `fn` (sync or async) with heartbeats."""
+    """Run the flow function `fn` (sync or async) with heartbeats.
+
+    The wrapper carries `fn`'s signature with its annotations evaluated: Prefect builds
+    the parameter model from it, and string annotations (`from __future__ import
+    annotations`) would otherwise be resolved in this module, not in the flow's.
+    """
+    wrapper: Callable[..., Any]
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
@@ -131,20 +138,15 @@ def heartbeating(fn: F) -> F:
             async with aheartbeats():
                 return await fn(*args, **kwargs)
 
-        run_async.__signature__ = _resolved(fn)  # type: ignore[attr-defined]
-        return cast(F, run_async)
+        wrapper = run_async
+    else:
 
-    @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        with heartbeats():
-            return fn(*args, **kwargs)
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with heartbeats():
+                return fn(*args, **kwargs)
 
-    run.__signature__ = _resolved(fn)  # type: ignore[attr-defined]
-    return cast(F, run)
-
-
-def _resolved(fn: Callable[..., Any]) -> inspect.Signature:
-    """`fn`'s signature with its annotations as types: Prefect builds the parameter model
-    in the wrapper's module globals (these), which cannot resolve the flow module's string
-    annotations (`from __future__ import annotations`)."""
-    return inspect.signature(fn, eval_str=True)
+        wrapper = run
+    setattr(wrapper, "__signature__", inspect.signature(fn, eval_str=True))  # noqa: B010
+    wrapper.__annotations__ = typing.get_type_hints(fn)
+    return cast(F, wrapper)

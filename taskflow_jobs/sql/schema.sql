@@ -181,8 +181,9 @@ CREATE FUNCTION jobs.on_task_assigned() RETURNS trigger
     SET search_path TO ''
     AS $$
 BEGIN
-    PERFORM jobs.enqueue_task_assigned(NEW.id, NEW.title, NEW.assignee_id,
-                                       jobs.current_actor(NEW.created_by), NEW.assigned_at);
+    PERFORM jobs.enqueue_task_assigned(
+        NEW.id, NEW.title, NEW.assignee_id, jobs.current_actor(NEW.created_by),
+        coalesce((to_jsonb(NEW) ->> 'assigned_at')::timestamptz, now()));
     RETURN NEW;
 END $$;
 

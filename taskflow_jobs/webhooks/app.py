@@ -7,28 +7,26 @@ announces what is pending and closes everything.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import psycopg
 from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 
+from taskflow_jobs.jobs.metrics import WebhookMetrics
 from taskflow_jobs.settings import EMAIL_QUEUE, Settings
-from taskflow_jobs.webhooks import store
+from taskflow_jobs.webhooks import chores
 from taskflow_jobs.webhooks.auth import Authenticator
 from taskflow_jobs.webhooks.errors import RequestContext, install_error_handlers
 from taskflow_jobs.webhooks.events import EnqueuedEvents, PrefectEvents
 from taskflow_jobs.webhooks.inputs import MAX_BODY_BYTES
+from taskflow_jobs.webhooks.metrics_route import metrics_router
 from taskflow_jobs.webhooks.routes import router
 from taskflow_jobs.webhooks.state import Receiver
 
 log = logging.getLogger("taskflow_jobs.webhooks")
-
-EXPIRY_INTERVAL = 60.0
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -37,6 +35,10 @@ def secrets_of(settings: Settings) -> list[str]:
         for s in (settings.webhook_secret, settings.webhook_secret_previous)
         if s is not None and s.get_secret_value()
     ]
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() or None if secret is not None else None
 
 
 def create_app(
@@ -66,13 +68,11 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await pool.open(wait=False)
         rx.enqueued.start()
-        chore = asyncio.create_task(_expire_receipts(pool), name="expire webhook receipts")
+        background = chores.start(pool, events, settings)
         try:
             yield
         finally:
-            chore.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chore
+            await chores.stop(background)
             await rx.enqueued.aclose()
             if events is not None:
                 await events.aclose()
@@ -88,19 +88,9 @@ def create_app(
     app.state.receiver = rx
     app.router.redirect_slashes = False  # a 307 with an empty body helps no webhook sender
     app.include_router(router)
+    app.include_router(metrics_router)
+    app.state.metrics_token = secret_value(settings.metrics_token)
     install_error_handlers(app)
     app.add_middleware(RequestContext)
+    app.add_middleware(WebhookMetrics)
     return app
-
-
-async def _expire_receipts(pool: AsyncConnectionPool) -> None:
-    """Delete expired receipts every minute; a failure is retried next time."""
-    while True:
-        await asyncio.sleep(EXPIRY_INTERVAL)
-        try:
-            deleted = await store.expire_receipts(pool)
-        except psycopg.Error as exc:
-            log.debug("receipt expiry skipped: %s", type(exc).__name__)
-            continue
-        if deleted:
-            log.debug("deleted %d expired webhook receipts", deleted)

@@ -28,8 +28,6 @@ AsyncConnection = _AsyncConnection[dict[str, Any]]
 
 # How long an event's delivery id is remembered (senders retry for up to about three days).
 DELIVERY_RETENTION = timedelta(days=7)
-# Expired receipts are kept this much longer, in case the database clock runs behind ours.
-EXPIRY_MARGIN = timedelta(minutes=10)
 
 
 def make_pool(url: str, *, size: int = 10, timeout: float = 5.0) -> AsyncConnectionPool:
@@ -150,13 +148,3 @@ async def enqueue_notification(conn: AsyncConnection, note: Notification) -> Job
 async def ready(conn: AsyncConnection) -> bool:
     row = await (await conn.execute(query("webhook_ready"))).fetchone()
     return bool(row["ready"])
-
-
-async def expire_receipts(pool: AsyncConnectionPool, limit: int = 10_000) -> int:
-    """Delete expired receipts (EXPIRY_MARGIN late); returns how many."""
-    before = datetime.now(UTC) - EXPIRY_MARGIN
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            query("webhook_receipts_expire"), {"before": before, "limit": limit}
-        )
-        return cur.rowcount

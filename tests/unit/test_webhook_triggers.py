@@ -42,7 +42,7 @@ def test_every_trigger_is_a_valid_prefect_deployment_trigger() -> None:
             trigger = DeploymentTriggerAdapter.validate_python(dict(spec))
             names.append((deployment["name"], sorted(trigger.expect)))
     assert names == [
-        ("email-dispatch", ["taskflow.email.enqueued"]),
+        ("email-dispatch", ["taskflow.email.overdue"]),
         ("daily-stats", ["taskflow.report.requested"]),
     ]
 

@@ -58,6 +58,7 @@ from taskflow_jobs.email.providers import (
 from taskflow_jobs.email.render import Renderer, TemplateProblem
 from taskflow_jobs.email.worker.settle import Settler, settle_outcomes
 from taskflow_jobs.jobs import queue
+from taskflow_jobs.jobs.metrics import record_outcomes
 from taskflow_jobs.jobs.wakeup import Listener, Waker, wait_for
 from taskflow_jobs.settings import EMAIL_QUEUE, Settings
 from taskflow_jobs.sql import query
@@ -269,6 +270,7 @@ class Dispatcher:
 
         def settled(outcomes: list[Outcome]) -> None:
             report.outcomes += outcomes
+            record_outcomes(outcomes, self.provider.name)
             if stats is not None:
                 stats.record(outcomes)
             log_outcomes(outcomes)

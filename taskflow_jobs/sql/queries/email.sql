@@ -44,3 +44,18 @@ SELECT extract(epoch FROM min(greatest(visible_at, leased_until))
        AS seconds
 FROM jobs.messages
 WHERE queue = %(queue)s;
+
+-- email_overdue --
+-- Messages claimable for at least %(after)s seconds (nobody is sending them: no consumer,
+-- or one that died holding a lease): how many (at most 10,000) and how long the oldest
+-- has waited. Uses messages_claim_idx.
+SELECT count(*) AS n, extract(epoch FROM max(waited)) AS oldest_seconds
+FROM (
+    SELECT coalesce(%(now)s::timestamptz, now()) - greatest(visible_at, leased_until) AS waited
+    FROM jobs.messages
+    WHERE queue = %(queue)s
+      AND visible_at <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(after)s)
+      AND (leased_until IS NULL
+           OR leased_until <= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(after)s))
+    LIMIT 10000
+) AS overdue;

@@ -1,0 +1,129 @@
+"""Benchmark: flow runs a day that `make run` creates at idle, against the every-minute
+sweep schedule the product used to have, measured in the same run.
+
+`taskflow-jobs up` starts in a scratch data directory and stays idle (no traffic) for
+BENCH_IDLE_SECONDS; every flow run created in that window is counted. Then an every-minute
+schedule is put back on the `email-dispatch` deployment (the baseline) for another window
+of the same length. Runs a day = the non-cron runs of the window scaled to a day, plus the
+cron runs a day the deployments' own schedules make (daily-stats, health-check, cleanup,
+weekly-summary). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+from prefect.client.schemas.schedules import CronSchedule
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from taskflow_jobs.net import free_port
+
+WINDOW = float(os.environ.get("BENCH_IDLE_SECONDS", "300"))
+BIN = Path(sys.executable).parent / "taskflow-jobs"
+READY = "Press Ctrl-C to stop everything."
+# runs a day of each cron schedule in prefect.yaml (daily, hourly, weekly, weekly)
+CRON_RUNS_A_DAY = {"0 1 * * *": 1, "0 * * * *": 24, "0 2 * * 0": 1 / 7, "0 0 * * 1": 1 / 7}
+
+
+def runs_started_since(since: datetime, skip: set[object]) -> list[str]:
+    """Runs that started since `since`, except those of the `skip` deployments (crons)."""
+    started = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since))
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=started, limit=200)
+    return [r.name for r in runs if r.deployment_id not in skip]
+
+
+def crons() -> tuple[float, set[object]]:
+    """(cron runs a day, the deployments that have a cron schedule)."""
+    total, ids = 0.0, set()
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            for s in deployment.schedules:
+                cron = getattr(s.schedule, "cron", None)
+                if s.active and cron:
+                    total += CRON_RUNS_A_DAY.get(cron, 0)
+                    ids.add(deployment.id)
+    return total, ids
+
+
+def window(label: str, skip: set[object]) -> tuple[int, list[str]]:
+    since = datetime.now(UTC)
+    print(f"{label}: idle for {WINDOW:.0f}s", file=sys.stderr, flush=True)
+    time.sleep(WINDOW)
+    names = runs_started_since(since, skip)
+    return len(names), names
+
+
+def main() -> None:
+    data = Path(tempfile.mkdtemp(prefix="bench-idle-"))
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "DATABASE_URL", "TASKFLOW_", "WEBHOOK_", "EMAIL_"))
+    }
+    env.update(
+        TASKFLOW_DATA_DIR=str(data / "data"),
+        TASKFLOW_PREFECT_PORT=str(port),
+        WEBHOOK_PORT=str(free_port()),
+        SLACK_WEBHOOK_URL="",
+    )
+    log = data / "up.log"
+    with open(log, "wb") as out:
+        up = subprocess.Popen([str(BIN), "up"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while READY not in log.read_text(errors="replace"):
+            if up.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"up did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        time.sleep(20)  # the requested daily-stats report and the demo emails settle
+        with temporary_settings(updates={PREFECT_API_URL: f"http://127.0.0.1:{port}/api"}):
+            cron_per_day, cron_ids = crons()
+            ours, our_names = window("now", cron_ids)
+            with get_client(sync_client=True) as client:
+                sweep = client.read_deployment_by_name("email-dispatch/email-dispatch")
+                client.create_deployment_schedules(
+                    sweep.id, [(CronSchedule(cron="* * * * *", timezone="UTC"), True)]
+                )
+            old, _ = window("baseline (every-minute sweep)", cron_ids)
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(120)
+        shutil.rmtree(data, ignore_errors=True)
+    scale = 86400 / WINDOW
+    per_day = round(ours * scale + cron_per_day, 1)
+    baseline_per_day = round(old * scale + cron_per_day, 1)
+    print(
+        json.dumps(
+            {
+                "bench": "idle_runs",
+                "window_seconds": WINDOW,
+                "runs_in_window": ours,
+                "run_names": our_names[:10],
+                "cron_runs_per_day": round(cron_per_day, 1),
+                "runs_per_day": per_day,
+                "baseline_runs_in_window": old,
+                "baseline_runs_per_day": baseline_per_day,
+                "ratio": round(per_day / baseline_per_day, 4) if baseline_per_day else None,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
