@@ -10,10 +10,9 @@ Prefect task. Per message it decides:
                                  -> dead_letter with the reason
 - provider unavailable, or not sent because we are stopping -> release (attempt not used)
 
-and settles as the results come in (`Settler`: every few outcomes or half a second, one
-statement per kind), so an accepted email is acked within a bounded time and a kill
-re-sends only what was not settled yet. If the provider was unavailable the batch raises
-`ProviderUnavailable` afterwards; messages already settled stay settled.
+and settles as the results come in (`Settler`), so an accepted email is acked within a
+bounded time and a kill re-sends only what was not settled yet. A provider that was
+unavailable raises `ProviderUnavailable` afterwards; what was settled stays settled.
 
 Blocking work (psycopg, smtplib) runs in worker threads so that one event loop can keep
 several batches, the LISTEN connection and a flow run going at once.
@@ -266,7 +265,9 @@ class Dispatcher:
         report: BatchReport,
         stats: DispatchStats | None,
     ) -> None:
-        lease_ends = time.monotonic() + self.visibility_timeout - self.lease_margin()
+        # the slowest send (provider timeout) and its settle still fit in the lease
+        margin = self.settings.provider_timeout + self.settings.email_settle_margin
+        lease_ends = time.monotonic() + self.visibility_timeout - margin
 
         def settled(outcomes: list[Outcome]) -> None:
             report.outcomes += outcomes
@@ -332,11 +333,6 @@ class Dispatcher:
             attempts=self.settings.email_settle_attempts,
             retry_errors=INFRASTRUCTURE_ERRORS,
         )
-
-    def lease_margin(self) -> float:
-        """No new send starts this close to the lease's end: the slowest send (the
-        provider's timeout) and its settle still fit before another consumer may claim."""
-        return self.settings.provider_timeout + self.settings.email_settle_margin
 
     @staticmethod
     def _parse(
