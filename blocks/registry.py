@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from prefect.blocks.core import Block
 from prefect.blocks.notifications import SlackWebhook
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_REQUEST_TIMEOUT,
+    PREFECT_API_URL,
+    PREFECT_CLIENT_MAX_RETRIES,
+    temporary_settings,
+)
 from prefect_sqlalchemy import SqlAlchemyConnector
 from pydantic import ValidationError
 
@@ -68,39 +74,85 @@ def prefect_api_configured() -> bool:
     return bool(PREFECT_API_URL.value())
 
 
-def _load(block_type: type[B], name: str) -> B | None:
+class BlockUnreadable(SettingsError):
+    """A block this process needs could not be read; it must not guess the value."""
+
+
+# Which block holds what, and the setting that, when explicit, makes the block unneeded.
+BLOCK_KEYS = {"email": "email_provider", "slack": "slack_webhook_url", "database": "database_url"}
+ALL_BLOCKS = tuple(BLOCK_KEYS)
+
+
+def _load(block_type: type[B], name: str, timeout: float) -> B | None:
+    """One read with a short deadline and no client retries (the caller retries)."""
     try:
-        # _sync: flows may be async (email-dispatch); this is a short blocking read either way
-        return block_type.load(name, _sync=True)  # type: ignore[call-arg, return-value]
+        quick = {PREFECT_API_REQUEST_TIMEOUT: timeout, PREFECT_CLIENT_MAX_RETRIES: 0}
+        with temporary_settings(quick):
+            # _sync: flows may be async (email-dispatch); this is a short blocking read
+            return block_type.load(name, _sync=True)  # type: ignore[call-arg, return-value]
     except ValueError as exc:
         if "Unable to find block document" in str(exc):
-            return None
+            return None  # never created: the environment's value stands
         raise
 
 
-def settings_from_blocks(base: Settings) -> Settings:
-    """`base` (the environment) with the values of the blocks that exist laid over it.
+def _load_patiently(
+    block_type: type[B], name: str, env: str, base: Settings, wait: float
+) -> B | None:
+    """Read a block, retrying for `wait` seconds; then fail naming it."""
+    deadline = time.monotonic() + wait
+    delay = 0.5
+    while True:
+        try:
+            return _load(block_type, name, base.prefect_call_timeout)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:300]
+            if time.monotonic() + delay > deadline:
+                raise BlockUnreadable(
+                    f"cannot read the Prefect block {name!r} ({reason}); not falling back to "
+                    f"a default: make the Prefect API reachable, or set {env} in the "
+                    "environment (an explicit setting needs no block)"
+                ) from None
+            log.warning("Prefect block %r unreadable (%s); retrying in %.1fs", name, reason, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
-    Without a Prefect API, or when it fails, the environment settings are used as they are.
+
+def settings_from_blocks(
+    base: Settings, needs: Iterable[str] = ALL_BLOCKS, *, wait: float | None = None
+) -> Settings:
+    """`base` (the environment) with what it leaves unset taken from the blocks.
+
+    A setting given explicitly in the environment wins, and a block whose key setting
+    (EMAIL_PROVIDER, SLACK_WEBHOOK_URL, DATABASE_URL) is explicit is not read at all, so
+    a process configured by its environment runs whether or not Prefect answers. A block
+    that is needed but cannot be read is an error after TASKFLOW_BLOCKS_WAIT seconds of
+    retries (`BlockUnreadable`), never a silent default. Without a Prefect API there are
+    no blocks: the environment settings are used as they are. `wait` overrides
+    TASKFLOW_BLOCKS_WAIT (a background refresh tries once).
     """
     if not prefect_api_configured():
         return base
     names = BlockNames(base.block_prefix)
+    wait = base.blocks_wait if wait is None else wait
+    explicit = {f for f in base.model_fields_set if getattr(base, f) is not None}
+    wanted = {b for b in needs if BLOCK_KEYS[b] not in explicit}
     updates: dict[str, object] = {}
-    try:
-        email = _load(TaskflowEmail, names.email)
+    if "email" in wanted:
+        email = _load_patiently(TaskflowEmail, names.email, "EMAIL_PROVIDER", base, wait)
+        if email is not None:
+            updates.update({n: getattr(email, n) for n in EMAIL_FIELDS if n not in explicit})
+    if "slack" in wanted:
         with apprise_quiet():
-            slack = _load(SlackWebhook, names.slack)
-        database = _load(SqlAlchemyConnector, names.database)
-    except Exception as exc:
-        log.warning("Prefect blocks unavailable (%s); using environment settings", exc)
+            slack = _load_patiently(SlackWebhook, names.slack, "SLACK_WEBHOOK_URL", base, wait)
+        if slack is not None:
+            updates["slack_webhook_url"] = slack.url
+    if "database" in wanted:
+        database = _load_patiently(SqlAlchemyConnector, names.database, "DATABASE_URL", base, wait)
+        if database is not None:
+            updates["database_url"] = psycopg_url(database)
+    if not updates:
         return base
-    if email is not None:
-        updates.update({name: getattr(email, name) for name in EMAIL_FIELDS})
-    if slack is not None:
-        updates["slack_webhook_url"] = slack.url
-    if database is not None:
-        updates["database_url"] = psycopg_url(database)
     try:
         return Settings.model_validate({**base.model_dump(), **updates})
     except ValidationError as exc:

@@ -11,9 +11,9 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
-from blocks import settings_from_blocks
+from blocks import BlockNames, settings_from_blocks
 from taskflow_jobs.reports import slack
-from taskflow_jobs.settings import Settings, load_settings
+from taskflow_jobs.settings import Settings, SettingsError, load_settings
 
 # Deployments ship the library's loggers to the run's logs (PREFECT_LOGGING_EXTRA_LOGGERS in
 # prefect.yaml); Prefect copies only handlers to them, so give them a level worth reading.
@@ -22,8 +22,21 @@ if logging.getLogger("taskflow_jobs").level == logging.NOTSET:
 
 
 def flow_settings() -> Settings:
-    """The environment settings with the Prefect blocks (edited in the UI) laid over them."""
-    return settings_from_blocks(load_settings())
+    """The environment settings, with the Prefect blocks (edited in the UI) for what the
+    environment leaves unset; a database is required (see `require_database`)."""
+    return require_database(settings_from_blocks(load_settings()))
+
+
+def require_database(settings: Settings) -> Settings:
+    """Workers and consumers never start an embedded PostgreSQL: only `up` and `demo` do,
+    and they hand its URL to their children."""
+    if settings.database_url is None:
+        block = BlockNames(settings.block_prefix).database
+        raise SettingsError(
+            f"no database configured: set DATABASE_URL or create the Prefect block {block!r}"
+            " (`taskflow-jobs deploy` creates it from DATABASE_URL)"
+        )
+    return settings
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:

@@ -7,11 +7,13 @@ Runs two ways:
   for NOTIFY and end after an idle period, so a steady stream costs one flow run.
 
 The work is in `taskflow_jobs.email`; this module wires it to Prefect: task retries for
-infrastructure failures, an artifact per run, an event per dead letter.
+infrastructure failures, an artifact per run, and at its end the dead-letter events of
+the outbox (written by the settle itself, so they survive an outage of Prefect).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from datetime import UTC
@@ -20,21 +22,22 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import TaskRun
-from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 from prefect.tasks import Task, exponential_backoff
 
 from flows.common import flow_settings
-from taskflow_jobs.email.outcomes import Action, DispatchStats, Outcome
+from taskflow_jobs.email.outcomes import Action, DispatchStats
 from taskflow_jobs.email.worker.batch import INFRASTRUCTURE_ERRORS, Dispatcher, Ticket
 from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
 from taskflow_jobs.email.worker.sharing import dispatcher_for_run
+from taskflow_jobs.jobs import outbox
 from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import EMAIL_DISPATCH
 
-DEAD_LETTER_EVENT = "taskflow.email.dead-lettered"
+DEAD_LETTER_EVENT = outbox.DEAD_LETTER_EVENT
 DEAD_LETTERED = "DeadLettered"  # the name of the final state of a run that dead-lettered
 ARTIFACT_KEY = "email-dispatch"
 
@@ -59,22 +62,19 @@ async def send_batch(
     return report.summary()
 
 
-def emit_dead_letter_event(outcome: Outcome) -> None:
-    """One event per dead letter: automations route them to Slack."""
-    emit_event(
-        event=DEAD_LETTER_EVENT,
-        resource={
-            "prefect.resource.id": f"taskflow.email.{outcome.message_id}",
-            "prefect.resource.name": f"email job {outcome.message_id}",
-            "taskflow.message-type": outcome.message_type or "unknown",
-        },
-        payload={
-            "message_id": outcome.message_id,
-            "type": outcome.message_type,
-            "reason": outcome.error,
-            "attempt": outcome.attempt,
-        },
-    )
+def publish_dead_letter_events(url: str) -> int:
+    """Publish the outbox's dead-letter events (this run's and any an outage left)."""
+    with get_client(sync_client=True) as client:
+
+        def post(events: list[dict[str, Any]]) -> None:
+            client.request("POST", "/events", json=events).raise_for_status()
+
+        run = {
+            "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
+            "prefect.resource.role": "flow-run",
+            "prefect.resource.name": str(flow_run.name),
+        }
+        return outbox.publish(url, post, related=[run] if flow_run.id else None)
 
 
 def _run_name() -> str:
@@ -120,9 +120,11 @@ async def email_dispatch(
         retry_delay_seconds=exponential_backoff(settings.email_task_retry_delay),
         retry_jitter_factor=0.5,
     )
-    stats = DispatchStats(on_dead_letter=emit_dead_letter_event)
+    stats = DispatchStats()
+    url: str | None = None
     try:
         async with dispatcher_for_run(settings, listen=listen) as dispatcher:
+            url = dispatcher.url
 
             async def run_batch(window: float, number: int, ticket: Ticket) -> dict[str, Any]:
                 return await batch(dispatcher, window, number, stats, ticket)
@@ -140,6 +142,10 @@ async def email_dispatch(
                 f"in {summary['batches']} batches ({summary['failed_batches']} failed)"
             ),
         )
+        if url is not None:
+            published = await asyncio.to_thread(publish_dead_letter_events, url)
+            if published:
+                logger.info("published %d dead-letter event(s)", published)
     dead = summary["dead-lettered"]
     if dead:
         # A failed-type state the run history shows in red; the automations alert on

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from taskflow_jobs.errors import SettingsError
@@ -75,6 +75,25 @@ class Settings(BaseSettings):
     email_visibility_timeout: float = Field(
         120.0, gt=0, description="Seconds a claimed batch stays invisible to other consumers"
     )
+    email_settle_every: int = Field(
+        50, ge=1, le=10_000, description="Settle (ack, retry, dead-letter) every N outcomes"
+    )
+    email_settle_interval: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="... or this many seconds after the first outcome waiting, if sooner: "
+        "an accepted email is acked within about this long",
+    )
+    email_settle_attempts: int = Field(
+        3, ge=1, le=20, description="Tries of one settle before the batch gives up (and releases)"
+    )
+    email_settle_margin: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds kept at the end of a lease for the last settle: no send starts "
+        "later than the provider timeout plus this before the lease ends",
+    )
     email_backoff_base: float = Field(10.0, gt=0, description="Seconds before the first retry")
     email_backoff_cap: float = Field(3600.0, gt=0, description="Longest delay between retries")
     email_time_budget: float = Field(
@@ -119,6 +138,32 @@ class Settings(BaseSettings):
     )
     email_task_retry_delay: float = Field(
         2.0, ge=0, description="First Prefect retry delay of a batch (doubles, jittered)"
+    )
+
+    # --- Prefect as an observer of delivery ------------------------------------------
+    prefect_call_timeout: float = Field(
+        3.0,
+        gt=0,
+        le=60,
+        validation_alias="TASKFLOW_PREFECT_TIMEOUT",
+        description="Seconds one report to Prefect may take before `consume` counts Prefect "
+        "as unreachable and keeps delivering without it",
+    )
+    blocks_wait: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        validation_alias="TASKFLOW_BLOCKS_WAIT",
+        description="Seconds a process retries reading a Prefect block it needs before it "
+        "exits with an error naming the block (it never falls back to a default)",
+    )
+    settings_refresh: float = Field(
+        60.0,
+        ge=1,
+        le=86400,
+        validation_alias="TASKFLOW_SETTINGS_REFRESH",
+        description="`consume` re-reads the Prefect blocks this often: a UI edit takes "
+        "effect within this time, and while Prefect is down the last known values stay",
     )
 
     # --- slack / reports -----------------------------------------------------------
@@ -246,6 +291,31 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     @property
+    def provider_timeout(self) -> float:
+        """The longest one send may take with the configured provider."""
+        if self.email_provider is EmailProvider.smtp:
+            return self.smtp_timeout
+        if self.email_provider is EmailProvider.sendgrid:
+            return self.sendgrid_timeout
+        return 0.0
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        """A lease shorter than the slowest send plus its settle would let another consumer
+        claim (and send again) what is still being sent."""
+        needed = self.provider_timeout + self.email_settle_margin
+        if self.email_visibility_timeout <= needed:
+            timeout = (
+                "SMTP_TIMEOUT" if self.email_provider is EmailProvider.smtp else "SENDGRID_TIMEOUT"
+            )
+            raise ValueError(
+                f"EMAIL_VISIBILITY_TIMEOUT ({self.email_visibility_timeout:g}s) must exceed "
+                f"{timeout} ({self.provider_timeout:g}s) + EMAIL_SETTLE_MARGIN "
+                f"({self.email_settle_margin:g}s)"
+            )
+        return self
+
+    @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.app_timezone)
 
@@ -257,12 +327,19 @@ def _env_name(loc: tuple) -> str:
     return str(alias if isinstance(alias, str) else field).upper()
 
 
+def _plain(message: str) -> str:
+    return message.removeprefix("Value error, ")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the settings; raise SettingsError naming every bad variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = [f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        problems = [
+            f"{_env_name(err['loc'])}: {err['msg']}" if err["loc"] else _plain(err["msg"])
+            for err in exc.errors()
+        ]
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
 
 

@@ -36,28 +36,46 @@ def dlq_command(*args: Any, **kwargs: Any) -> Any:
 def consume() -> None:
     """Send emails as they are enqueued (LISTEN/NOTIFY), until SIGTERM or Ctrl-C.
 
-    Each burst of work is an `email-dispatch` flow run in this process, visible in the
-    Prefect UI. On SIGTERM it stops claiming, finishes or releases what it holds, exits 0.
+    Delivery never waits for Prefect: each burst of work is reported as an
+    `email-dispatch` flow run from the side, and while Prefect is unreachable the emails
+    keep leaving (the outage is reported when it is back). On SIGTERM it stops claiming,
+    finishes or releases what it holds, exits 0.
     """
     # deferred: loads Prefect (~1.5 s); only this command needs it
-    from flows.common import flow_settings
-    from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
-    from taskflow_jobs.email.worker.consumer import Consumer, run_until_signalled
+    from blocks.keeper import SettingsKeeper
+    from blocks.registry import settings_from_blocks
+    from flows.common import require_database
+    from taskflow_jobs.email.worker.consumer import Consumer, consumer_label, run_until_signalled
+    from taskflow_jobs.email.worker.observer import Observer, ObserverTiming
     from taskflow_jobs.jobs.metrics import serve_consume_metrics
+    from taskflow_jobs.settings import load_settings
 
-    # the same settings the flow runs read (the Prefect blocks over the environment): the
-    # runs share this process's dispatcher, so its provider must be the blocks' provider
-    current = flow_settings()
+    def read(wait: float | None = None) -> Any:
+        # the environment, with the blocks for what it leaves unset (failing closed)
+        needs = ("email", "database")
+        return require_database(settings_from_blocks(load_settings(), needs, wait=wait))
 
-    label = consumer_label()
-
-    async def run_flow() -> Any:
-        state = await email_dispatch(mode="listen", consumer=label, return_state=True)
-        return await dispatch_summary(state)
-
+    current = read()
     url = db.database_url(current)
-    with serve_consume_metrics(current, url):
-        run_until_signalled(Consumer(current, url, run_flow))
+    keeper = SettingsKeeper(lambda: read(wait=0), current).start()
+    timing = ObserverTiming(call_timeout=current.prefect_call_timeout)
+    observer = Observer(prefect_api_url(current), consumer_label(), url, timing)
+    try:
+        with serve_consume_metrics(current, url):
+            run_until_signalled(
+                Consumer(current, url, observer, latest_settings=lambda: keeper.current)
+            )
+    finally:
+        keeper.stop()
+
+
+def prefect_api_url(settings: Any) -> str:
+    """PREFECT_API_URL, else where `taskflow-jobs up` runs the server; never an ephemeral
+    server (Prefect starts one in-process when no API URL is set)."""
+    # deferred: loads Prefect (~1.5 s); only `consume` needs it
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or f"http://127.0.0.1:{settings.prefect_port}/api"
 
 
 @command()

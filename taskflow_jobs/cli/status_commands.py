@@ -48,14 +48,14 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """Queues, the latest dead letters, and each deployment's last and next run."""
     # deferred: loads Prefect (~1.5 s); only this command needs it
-    from taskflow_jobs.monitoring import (
-        status as status_lib,
-    )
+    from taskflow_jobs.monitoring import status as status_lib
 
-    snap = status_lib.snapshot(database_url())
     if as_json:
+        snap = status_lib.snapshot(database_url())
         typer.echo(json.dumps(snap.to_json(), default=str, indent=2))
         return
+    # the database part at once; the Prefect part after it, within a few seconds
+    snap = status_lib.database_snapshot(database_url())
     console = _console()
     console.print(
         _table(
@@ -102,6 +102,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
             ],
         )
     )
+    console.file.flush()
+    status_lib.add_deployments(snap)
     if snap.prefect_error:
         console.print(f"[yellow]deployments: {snap.prefect_error}[/yellow]")
         return

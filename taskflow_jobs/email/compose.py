@@ -28,6 +28,12 @@ ParsedMessage = WelcomeEmail | TaskAssigned | Notification
 MESSAGE_ID_HEADER = "X-TaskFlow-Message-Id"
 
 
+def message_id_header(job_id: int, domain: str | None) -> str:
+    """The same Message-ID every time a job is sent, so a duplicate of an at-least-once
+    delivery can be recognised downstream (and threads do not split)."""
+    return f"<taskflow.email.{job_id}@{domain or 'taskflow.invalid'}>"
+
+
 class Undeliverable(ValueError):
     """This message can never become an email; the text is the dead-letter reason."""
 
@@ -58,9 +64,7 @@ class OutgoingEmail:
         msg["To"] = self.recipient
         msg["Subject"] = self.subject
         msg["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = email.utils.make_msgid(
-            idstring=f"taskflow.{self.message_id}", domain=self.sender.domain or None
-        )
+        msg["Message-ID"] = message_id_header(self.message_id, self.sender.domain)
         msg[MESSAGE_ID_HEADER] = str(self.message_id)
         msg.set_content(self.text)
         msg.add_alternative(self.html, subtype="html")

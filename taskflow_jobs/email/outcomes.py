@@ -8,11 +8,14 @@ classified error text.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+log = logging.getLogger("taskflow_jobs.email.worker.batch")
 
 
 class Action(StrEnum):
@@ -114,3 +117,21 @@ class DispatchStats:
             for error in self.errors
         ]
         return rows
+
+
+def log_outcomes(outcomes: list[Outcome]) -> None:
+    for o in outcomes:
+        extra = {
+            "message_id": o.message_id,
+            "message_type": o.message_type,
+            "attempt": o.attempt,
+            "duration_ms": o.duration_ms,
+        }
+        if o.action is Action.SENT:
+            log.debug("sent message %s", o.message_id, extra=extra)
+        elif o.action is Action.RETRIED:
+            log.info("message %s retries in %.1fs: %s", o.message_id, o.delay, o.error, extra=extra)
+        elif o.action is Action.DEAD_LETTERED:
+            log.warning("message %s dead-lettered: %s", o.message_id, o.error, extra=extra)
+        else:
+            log.info("message %s released: %s", o.message_id, o.error, extra=extra)

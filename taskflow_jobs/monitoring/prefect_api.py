@@ -28,7 +28,12 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import (
+    PREFECT_API_REQUEST_TIMEOUT,
+    PREFECT_API_URL,
+    PREFECT_CLIENT_MAX_RETRIES,
+    temporary_settings,
+)
 
 EMAIL_DISPATCH = "email-dispatch"
 DAILY_STATS = "daily-stats"
@@ -155,12 +160,22 @@ class PrefectUnavailable(RuntimeError):
     pass
 
 
-def call(coro: Any) -> Any:
+# `status` and `runs` answer within a few seconds even when the Prefect server is frozen
+DEADLINE = 5.0
 
+
+def call(coro: Any, deadline: float = DEADLINE) -> Any:
+    """Run a Prefect API read with one overall deadline and no client retries."""
+    url = PREFECT_API_URL.value() or "(PREFECT_API_URL unset: an ephemeral server)"
+    quick = {PREFECT_API_REQUEST_TIMEOUT: deadline, PREFECT_CLIENT_MAX_RETRIES: 0}
     try:
-        return asyncio.run(coro)
+        with temporary_settings(quick):
+            return asyncio.run(asyncio.wait_for(coro, deadline))
+    except TimeoutError:
+        raise PrefectUnavailable(
+            f"Prefect API at {url} did not answer within {deadline:g}s"
+        ) from None
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
-        url = PREFECT_API_URL.value() or "(PREFECT_API_URL unset: an ephemeral server)"
         raise PrefectUnavailable(
             f"Prefect API at {url} unreachable ({type(exc).__name__})"
         ) from None

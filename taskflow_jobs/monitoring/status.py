@@ -58,14 +58,18 @@ def database_snapshot(url: str, dead_letter_limit: int = 5) -> Snapshot:
         )
 
 
-def snapshot(url: str) -> Snapshot:
-    """Queues and dead letters always; deployments when the Prefect API answers."""
-    snap = database_snapshot(url)
+def add_deployments(snap: Snapshot) -> Snapshot:
+    """The Prefect part of `snap`, or the reason it is missing (within a few seconds)."""
     try:
         snap.deployments = prefect_api.call(prefect_api.deployment_statuses())
     except PrefectUnavailable as exc:
         snap.prefect_error = str(exc)
     return snap
+
+
+def snapshot(url: str) -> Snapshot:
+    """Queues and dead letters always; deployments when the Prefect API answers in time."""
+    return add_deployments(database_snapshot(url))
 
 
 def recent_runs(flow: str | None = None, limit: int = 20) -> list[RunInfo]:

@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.datastructures import Headers
 
-from taskflow_jobs.email.messages import InvalidMessage, parse_message
+from taskflow_jobs.email.messages import Email, InvalidMessage, parse_message
 from taskflow_jobs.webhooks.errors import ApiError
 
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
@@ -60,7 +60,8 @@ class UserRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: UUID
-    email: str | None = None
+    # checked as /api/notify checks a welcome_email's address; null: a user without one
+    email: Email | None = None
     raw_user_meta_data: dict[str, Any] | None = None
 
 

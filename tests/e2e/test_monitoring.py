@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -67,7 +66,15 @@ def test_a_failed_run_is_alerted_to_slack_once(deployed: Deployed) -> None:
     [text] = wait_for(alert, 90, "the failure alert for " + run.name)
     assert "daily-stats" in text and "Failed" in text
     assert "not-a-date" in text, "the alert carries the run's failure message"
-    time.sleep(3)
+    # a barrier instead of a fixed sleep: a second failed run's alert comes after any
+    # duplicate of the first (one automation, events in order)
+    later = deployed.run("daily-stats/daily-stats", {"date": "still-not-a-date"})
+    assert later.state.is_failed()
+    wait_for(
+        lambda: [t for t in slack_texts(deployed)[before:] if later.name in t],
+        90,
+        "the later run's alert",
+    )
     assert len(alert()) == 1, "one alert per failed run"
 
 
@@ -84,7 +91,10 @@ def test_dead_letters_over_the_threshold_alert_slack(deployed: Deployed) -> None
     assert "sms_blast" in texts[-1] and "unknown message type" in texts[-1]
     assert "taskflow-jobs dlq redrive" in texts[-1]
     # the run itself is red in the history, but the per-run failure alert stays quiet:
-    # dead letters alert by count, not once per run
+    # dead letters alert by count, not once per run (checked after a later failure's
+    # alert arrived, so a per-run alert for this run would have arrived too)
+    later = deployed.run("daily-stats/daily-stats", {"date": "not-a-date-either"})
+    wait_for(lambda: [t for t in slack_texts(deployed) if later.name in t], 90, "a later alert")
     assert not [t for t in slack_texts(deployed) if run.name in t]
 
 
@@ -209,5 +219,5 @@ def test_consume_sends_with_the_provider_set_in_the_blocks(
     output = log.read_text()
     assert consumer.returncode == 0, output
     assert "provider sendgrid" in output
-    assert re.search(r"email dispatch: \{.*'sent': [1-9]", output), "consume sent it"
+    assert re.search(r"burst done: \{.*'sent': [1-9]", output), "consume sent it"
     assert API_KEY not in output

@@ -3,6 +3,7 @@ and the SendGrid stub served by uvicorn, plus a self-signed certificate for them
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email
 import ipaddress
@@ -65,12 +66,19 @@ class SmtpRecorder:
     """aiosmtpd handler: records messages and the connection each came on.
 
     `replies` maps a recipient address to the reply its RCPT gets (e.g. "451 4.3.0 later").
+    `envelopes` holds each message's (MAIL FROM, RCPT TO list) as the server saw them, so
+    header-injection checks cover the envelope too. `data_delay` makes DATA answer late
+    (a hung server); `drop_after` closes the connection instead of answering the DATA
+    of that many-th message plus one (once).
     """
 
     messages: list[EmailMessage] = field(default_factory=list)
     peers: list[Any] = field(default_factory=list)
     replies: dict[str, str] = field(default_factory=dict)
     logins: list[str] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    data_delay: float = 0.0
+    drop_after: int | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         reply = self.replies.get(address)
@@ -80,6 +88,13 @@ class SmtpRecorder:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        if self.drop_after is not None and len(self.messages) >= self.drop_after:
+            self.drop_after = None
+            server.transport.close()  # the connection drops before the reply
+            return "421 4.4.2 connection dropped"
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         self.messages.append(message)
         self.peers.append(session.peer)

@@ -8,8 +8,7 @@ import logging
 
 import pytest
 
-from taskflow_jobs.email.outcomes import Action, Outcome
-from taskflow_jobs.email.worker.batch import _log_outcomes
+from taskflow_jobs.email.outcomes import Action, Outcome, log_outcomes
 from taskflow_jobs.logs import configure_logging
 from taskflow_jobs.settings import load_settings
 
@@ -34,7 +33,7 @@ def json_lines(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
 
 
 def test_dispatch_outcomes_log_id_type_attempt_and_duration(json_lines) -> None:  # noqa: ANN001
-    _log_outcomes(
+    log_outcomes(
         [
             Outcome(7, "welcome_email", 2, Action.RETRIED, "SendGrid 500", 4.0, 31.5),
             Outcome(8, "task_assigned", 5, Action.DEAD_LETTERED, "attempts exhausted", None, 12.0),

@@ -10,9 +10,9 @@ Prefect task. Per message it decides:
                                  -> dead_letter with the reason
 - provider unavailable, or not sent because we are stopping -> release (attempt not used)
 
-and settles the batch in one transaction with one statement per kind. If the provider
-was unavailable the batch raises `ProviderUnavailable` afterwards, so Prefect retries it
-and the run shows the failure; messages already settled stay settled.
+and settles as the results come in (`Settler`), so an accepted email is acked within a
+bounded time and a kill re-sends only what was not settled yet. A provider that was
+unavailable raises `ProviderUnavailable` afterwards; what was settled stays settled.
 
 Blocking work (psycopg, smtplib) runs in worker threads so that one event loop can keep
 several batches, the LISTEN connection and a flow run going at once.
@@ -44,7 +44,7 @@ from taskflow_jobs.email.compose import (
     profile_ids,
 )
 from taskflow_jobs.email.messages import InvalidMessage, parse_message
-from taskflow_jobs.email.outcomes import Action, BatchReport, DispatchStats, Outcome
+from taskflow_jobs.email.outcomes import Action, BatchReport, DispatchStats, Outcome, log_outcomes
 from taskflow_jobs.email.providers import (
     Provider,
     ProviderSession,
@@ -55,6 +55,7 @@ from taskflow_jobs.email.providers import (
     create_provider,
 )
 from taskflow_jobs.email.render import Renderer, TemplateProblem
+from taskflow_jobs.email.worker.settle import Settler, settle_outcomes
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.jobs.metrics import record_outcomes
 from taskflow_jobs.jobs.wakeup import Listener, Waker, wait_for
@@ -128,6 +129,8 @@ class Dispatcher:
             open=False,
             timeout=15,
             name="taskflow-email",
+            # a connection a PostgreSQL restart closed is replaced, not handed out
+            check=ConnectionPool.check_connection,
         )
 
     # --- lifecycle -------------------------------------------------------------------
@@ -144,6 +147,23 @@ class Dispatcher:
             self.listener = Listener(self.url, queue.CHANNEL, self.queue, self.waker)
             self.listener.start()
         return self
+
+    async def reconfigure(self, settings: Settings) -> None:
+        """Use new email settings (a block edited in the UI) from the next batch on.
+
+        Called between bursts, when no batch holds the provider. The database and the
+        pool stay: a new DATABASE_URL needs a restart.
+        """
+        old = self.provider
+        self.settings = settings
+        self.sender = parse_sender(settings.email_from)
+        self.provider = create_provider(settings)
+        self.batch_size = settings.email_batch_size
+        self.visibility_timeout = settings.email_visibility_timeout
+        self.policy = RetryPolicy(
+            settings.email_backoff_base, settings.email_backoff_cap, settings.email_max_attempts
+        )
+        await old.aclose()
 
     async def close(self) -> None:
         if self.listener is not None:
@@ -245,14 +265,24 @@ class Dispatcher:
         report: BatchReport,
         stats: DispatchStats | None,
     ) -> None:
-        lease_ends = (
-            time.monotonic() + self.visibility_timeout - _lease_margin(self.visibility_timeout)
-        )
-        settled = False
-        sending: list[tuple[list[tuple[queue.Message, OutgoingEmail]], asyncio.Task]] = []
+        # the slowest send (provider timeout) and its settle still fit in the lease
+        margin = self.settings.provider_timeout + self.settings.email_settle_margin
+        lease_ends = time.monotonic() + self.visibility_timeout - margin
+
+        def settled(outcomes: list[Outcome]) -> None:
+            report.outcomes += outcomes
+            record_outcomes(outcomes, self.provider.name)
+            if stats is not None:
+                stats.record(outcomes)
+            log_outcomes(outcomes)
+
+        settler = self._settler(batch, settled)
+        done = False
+        sending: dict[asyncio.Task, list[tuple[queue.Message, OutgoingEmail]]] = {}
         results: list[SendResult] = []
         try:
-            parsed, outcomes = self._parse(batch.messages)
+            parsed, failed = self._parse(batch.messages)
+            await settler.add(failed)
             ids = profile_ids(p for _, p in parsed)
             profiles = await self._db(load_profiles, ids) if ids else {}
             control = SendControl(self.stop_event, lease_ends)
@@ -260,31 +290,49 @@ class Dispatcher:
             # while we render, and other batches' traffic is not held up by ours
             for start in range(0, len(parsed), RENDER_SLICE):
                 emails, failed = self._render(parsed[start : start + RENDER_SLICE], profiles)
-                outcomes += failed
+                await settler.add(failed)
                 if emails:
                     task = asyncio.create_task(session.send([e for _, e in emails], control))
-                    sending.append((emails, task))
+                    sending[task] = emails
                 await asyncio.sleep(0)
-            for emails, task in sending:
-                chunk = await task
-                results += chunk
-                outcomes += [self.decide(m, r) for (m, _), r in zip(emails, chunk, strict=True)]
-            outcomes = await self._db(self._settle, batch.token, outcomes)
-            settled = True
+            # settle as the results come in, not once at the end of the batch
+            waiting = set(sending)
+            while waiting:
+                finished, waiting = await asyncio.wait(
+                    waiting, timeout=settler.due_in(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in finished:
+                    chunk = task.result()
+                    results += chunk
+                    pairs = zip(sending[task], chunk, strict=True)
+                    await settler.add([self.decide(m, r) for (m, _), r in pairs])
+                await settler.flush_if_due()
+            await settler.flush()
+            done = True
         finally:
-            if not settled:  # an error or a cancellation: give everything back
-                for _, task in sending:
+            if not done:  # an error or a cancellation: give back what is not settled
+                for task in sending:
                     task.cancel()
-                await self._release_quietly(batch)
-        report.outcomes += outcomes
-        record_outcomes(outcomes, self.provider.name)
-        if stats is not None:
-            stats.record(outcomes)
-        _log_outcomes(outcomes)
+                await settler.quiesce()
+                unsettled = [i for i in batch.ids if i not in settler.settled]
+                await self._release_quietly(batch, unsettled)
         down = [r.error for r in results if r.status is SendStatus.UNAVAILABLE]
         if down:
             report.unavailable = down[0]
             raise ProviderUnavailable(down[0])
+
+    def _settler(self, batch: queue.Batch, settled: Callable[[list[Outcome]], None]) -> Settler:
+        async def settle(outcomes: list[Outcome]) -> list[Outcome]:
+            return await self._db(settle_outcomes, batch.token, outcomes, self.clock())
+
+        return Settler(
+            settle,
+            settled,
+            every=self.settings.email_settle_every,
+            interval=self.settings.email_settle_interval,
+            attempts=self.settings.email_settle_attempts,
+            retry_errors=INFRASTRUCTURE_ERRORS,
+        )
 
     @staticmethod
     def _parse(
@@ -337,57 +385,15 @@ class Dispatcher:
             return Outcome(message.id, kind, attempt, Action.RETRIED, error, delay)
         return Outcome(message.id, kind, attempt, Action.RELEASED, result.error)
 
-    def _settle(self, conn: Connection, token: Any, outcomes: list[Outcome]) -> list[Outcome]:
-        """Apply every outcome in one transaction; keep the ones still leased to us."""
-        now = self.clock()
-        by = {a: [o for o in outcomes if o.action is a] for a in Action}
-        done: set[int] = set()
-        done |= set(queue.ack(conn, token, [o.message_id for o in by[Action.SENT]], now=now))
-        retries = [
-            queue.Retry(o.message_id, o.error or "", o.delay or 0) for o in by[Action.RETRIED]
-        ]
-        done |= set(queue.retry_later_many(conn, token, retries, now=now))
-        failures = [
-            queue.Failure(o.message_id, o.error or "failed") for o in by[Action.DEAD_LETTERED]
-        ]
-        done |= set(queue.dead_letter_many(conn, token, failures, now=now))
-        done |= set(
-            queue.release(conn, token, [o.message_id for o in by[Action.RELEASED]], now=now)
-        )
-        lost = [o.message_id for o in outcomes if o.message_id not in done]
-        if lost:
-            log.warning("lease lost before settling messages %s (another consumer took them)", lost)
-        return [o for o in outcomes if o.message_id in done]
-
-    async def _release_quietly(self, batch: queue.Batch) -> None:
+    async def _release_quietly(self, batch: queue.Batch, ids: list[int] | None = None) -> None:
+        ids = batch.ids if ids is None else ids
+        if not ids:
+            return
         try:
-            await asyncio.shield(self._db(lambda c: queue.release(c, batch.token, batch.ids)))
+            await asyncio.shield(self._db(lambda c: queue.release(c, batch.token, ids)))
         except Exception as exc:  # the lease will expire and the messages come back anyway
-            log.warning("could not release messages %s: %s", batch.ids, type(exc).__name__)
-
-
-def _lease_margin(visibility_timeout: float) -> float:
-    """Stop starting new sends this long before the lease ends (another consumer may claim)."""
-    return min(15.0, visibility_timeout * 0.25)
+            log.warning("could not release messages %s: %s", ids, type(exc).__name__)
 
 
 def _dead(message: queue.Message, reason: str) -> Outcome:
     return Outcome(message.id, message.type, message.attempt, Action.DEAD_LETTERED, reason)
-
-
-def _log_outcomes(outcomes: list[Outcome]) -> None:
-    for o in outcomes:
-        extra = {
-            "message_id": o.message_id,
-            "message_type": o.message_type,
-            "attempt": o.attempt,
-            "duration_ms": o.duration_ms,
-        }
-        if o.action is Action.SENT:
-            log.debug("sent message %s", o.message_id, extra=extra)
-        elif o.action is Action.RETRIED:
-            log.info("message %s retries in %.1fs: %s", o.message_id, o.delay, o.error, extra=extra)
-        elif o.action is Action.DEAD_LETTERED:
-            log.warning("message %s dead-lettered: %s", o.message_id, o.error, extra=extra)
-        else:
-            log.info("message %s released: %s", o.message_id, o.error, extra=extra)

@@ -2,10 +2,11 @@
 
 A Prefect deployment starts in ~13 s (worker poll + subprocess); a signup email should
 leave in milliseconds. So this process keeps a LISTEN connection, a connection pool and
-the provider's HTTP client open, and when work appears it runs an `email-dispatch` flow
-run *in this process* (about 0.15 s to create) that keeps going while work keeps
-arriving and ends after an idle period, so every email still shows up in the Prefect UI
-without paying a flow run per message.
+the provider's HTTP client open, and when work appears it runs a burst: batches while
+work keeps arriving, ending after an idle period. Delivery never waits for Prefect: each
+burst is reported by the `Observer` from a background thread (an `email-dispatch` flow
+run per burst), and while Prefect is unreachable the bursts go on and the outage is
+reported when it is back.
 
 SIGTERM / SIGINT: stop claiming, let sends in flight finish for EMAIL_SHUTDOWN_GRACE
 seconds, release whatever is still held, exit 0. A second signal skips the grace.
@@ -16,21 +17,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from taskflow_jobs.backoff import exponential_ceiling
+from taskflow_jobs.email.outcomes import DispatchStats
 from taskflow_jobs.email.providers import Provider
-from taskflow_jobs.email.worker.batch import Dispatcher
-from taskflow_jobs.email.worker.sharing import sharing
+from taskflow_jobs.email.worker.batch import Dispatcher, Ticket
+from taskflow_jobs.email.worker.observer import Observer
+from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
 from taskflow_jobs.jobs.wakeup import wait_for
 from taskflow_jobs.settings import Settings
 
 log = logging.getLogger(__name__)
 
-RunFlow = Callable[[], Coroutine[Any, Any, Any]]
+
+def consumer_label() -> str:
+    return f"consume@{socket.gethostname()}:{os.getpid()}"
+
+
+def listen_plan(settings: Settings) -> RunPlan:
+    return RunPlan(
+        budget=settings.email_consume_budget,
+        concurrency=settings.email_concurrency,
+        listen=True,
+        idle_timeout=settings.email_idle_timeout,
+        window=settings.email_batch_window,
+        poll_interval=settings.email_poll_interval,
+    )
 
 
 async def wait_for_work(dispatcher: Dispatcher, poll_interval: float) -> bool:
@@ -49,13 +67,15 @@ class Consumer:
         self,
         settings: Settings,
         url: str,
-        run_flow: RunFlow,
+        observer: Observer | None = None,
         *,
         provider: Provider | None = None,
+        latest_settings: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
+        self.latest_settings = latest_settings  # refreshed in the background
         self.dispatcher = Dispatcher(settings, url, provider=provider)
-        self.run_flow = run_flow
+        self.observer = observer
         self.current: asyncio.Task[Any] | None = None
         self.runs = 0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -81,34 +101,66 @@ class Consumer:
             self.settings.email_concurrency,
         )
         failures = 0
+        if self.observer is not None:
+            self.observer.start()
         try:
-            with sharing(self.dispatcher):
-                while not self.dispatcher.stopping:
-                    try:
-                        if not await wait_for_work(
-                            self.dispatcher, self.settings.email_poll_interval
-                        ):
-                            continue
-                        await self._one_run()
-                        failures = 0
-                    except Exception as exc:  # keep consuming; the queue keeps the messages
-                        failures += 1
-                        delay = exponential_ceiling(failures, 1.0, 60.0)
-                        log.error(
-                            "email dispatch failed (%s: %s); trying again in %.0fs",
-                            type(exc).__name__,
-                            str(exc)[:300],
-                            delay,
-                        )
-                        await wait_for(self.dispatcher.stop_event, delay)
+            while not self.dispatcher.stopping:
+                try:
+                    if not await wait_for_work(self.dispatcher, self.settings.email_poll_interval):
+                        continue
+                    await self._one_run()
+                    failures = 0
+                except Exception as exc:  # keep consuming; the queue keeps the messages
+                    failures += 1
+                    delay = exponential_ceiling(failures, 1.0, 60.0)
+                    log.error(
+                        "email dispatch failed (%s: %s); trying again in %.0fs",
+                        type(exc).__name__,
+                        str(exc)[:300],
+                        delay,
+                    )
+                    await wait_for(self.dispatcher.stop_event, delay)
         finally:
             await self.dispatcher.close()
-            log.info("consumer stopped after %d flow runs", self.runs)
+            if self.observer is not None:
+                await asyncio.to_thread(self.observer.stop)
+            log.info("consumer stopped after %d bursts", self.runs)
+
+    async def burst(self) -> DispatchStats:
+        """Batches until idle or the budget ends; the observer reports it to Prefect."""
+        await self._follow_settings()
+        observed = self.observer.burst_started() if self.observer is not None else None
+        stats = observed.stats if observed is not None else DispatchStats()
+
+        async def run_batch(window: float, _number: int, ticket: Ticket) -> Any:
+            return await self.dispatcher.run_batch(window, stats, ticket)
+
+        error: BaseException | None = None
+        try:
+            await run_dispatch(self.dispatcher, run_batch, listen_plan(self.settings), stats)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if observed is not None and self.observer is not None:
+                self.observer.burst_ended(observed, error)
+            log.info("burst done: %s", stats.summary())
+        return stats
+
+    async def _follow_settings(self) -> None:
+        latest = self.latest_settings() if self.latest_settings is not None else self.settings
+        if latest is self.settings or latest == self.settings:
+            return
+        if latest.database_url != self.settings.database_url:
+            log.warning("the database setting changed: restart consume to use it")
+        await self.dispatcher.reconfigure(latest)
+        self.settings = latest
+        log.info("now sending with provider %s", self.dispatcher.provider.name)
 
     async def _one_run(self) -> None:
-        """One flow run; on a stop request give it the grace period, then cancel it."""
+        """One burst; on a stop request give it the grace period, then cancel it."""
         self.runs += 1
-        self.current = asyncio.create_task(self.run_flow())
+        self.current = asyncio.create_task(self.burst())
         stopping = asyncio.create_task(self.dispatcher.stop_event.wait())
         try:
             await asyncio.wait({self.current, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -129,10 +181,9 @@ def run_until_signalled(consumer: Consumer) -> None:
     """Run `consumer` until SIGTERM / SIGINT, then let it stop gracefully.
 
     The event loop runs in a worker thread and the signals are handled here, in the main
-    thread: Prefect's flow engine replaces the main thread's SIGTERM handler during every
-    flow run with one that raises `TerminationSignal` wherever the code happens to be,
-    which would abandon sends in flight instead of finishing or releasing them. Outside
-    the main thread Prefect leaves signals alone.
+    thread, so no library that installs its own handlers (Prefect's flow engine raises
+    `TerminationSignal` wherever the code happens to be) can abandon sends in flight
+    instead of finishing or releasing them.
     """
     failure: list[BaseException] = []
 

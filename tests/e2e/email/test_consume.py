@@ -3,6 +3,7 @@ never send a message twice, SIGTERM finishes what is in flight, releases the res
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -76,19 +77,27 @@ def counts(conn: psycopg.Connection) -> dict[str, int]:
     ).fetchone()
 
 
+# a lease of 3 s: the sends (SENDGRID_TIMEOUT) and the last settle must fit in it
+SHORT_LEASE = {
+    "EMAIL_VISIBILITY_TIMEOUT": "3",
+    "SENDGRID_TIMEOUT": "1",
+    "EMAIL_SETTLE_MARGIN": "0.5",
+}
+
+
 def test_sigkill_mid_batch_loses_nothing(
     conn: psycopg.Connection, consumers: Consumers, sendgrid: StubServer
 ) -> None:
     ids = [signup(conn, f"user{i}@example.com", f"User {i}")[1] for i in range(30)]
     sendgrid.stub.script = lambda body: Reply(202, delay=0.2)  # slow: the kill lands mid-batch
-    first = consumers.start(EMAIL_VISIBILITY_TIMEOUT="3")
+    first = consumers.start(**SHORT_LEASE)
     wait_until(lambda: len(sendgrid.stub.received) >= 3, 60, "the first sends")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert counts(conn)["leased"] > 0, "the kill should leave leased messages behind"
 
     sendgrid.stub.script = lambda body: Reply(202)
-    consumers.start(EMAIL_VISIBILITY_TIMEOUT="3")
+    consumers.start(**SHORT_LEASE)
     wait_until(lambda: counts(conn)["archived"] == len(ids), 90, "every message delivered")
 
     delivered = {r.message_id for r in sendgrid.stub.accepted()}
@@ -101,30 +110,54 @@ def test_sigkill_mid_batch_loses_nothing(
     assert expired > 0, "the killed consumer's leases expired and were taken over"
 
 
+def sent_by(log: str) -> int:
+    """Emails one consume process reports as sent (its "burst done" lines)."""
+    return sum(
+        int(line.split("'sent': ")[1].split(",")[0])
+        for line in log.splitlines()
+        if "burst done:" in line
+    )
+
+
 def test_two_consumers_never_send_the_same_message_twice(
     conn: psycopg.Connection, database_url: str, consumers: Consumers, sendgrid: StubServer
 ) -> None:
     sendgrid.stub.script = lambda body: Reply(202, delay=0.005)
-    a = consumers.start()
-    b = consumers.start()
-    total = 200
+    a = consumers.start(EMAIL_IDLE_TIMEOUT="1")
+    b = consumers.start(EMAIL_IDLE_TIMEOUT="1")
+    wait_until(
+        lambda: "consuming" in consumers.log(0) and "consuming" in consumers.log(1),
+        60,
+        "both consumers listening",
+    )
+    writers, each = 4, 50
+    total = writers * each
+    start = threading.Barrier(writers)
 
-    def signups() -> None:
+    def signups(offset: int) -> None:
         with db.connect(database_url, autocommit=True) as writer:
-            for i in range(total):
+            start.wait()  # the writers sign up at the same time
+            for i in range(offset, total, writers):
                 signup(writer, f"user{i}@example.com", f"User {i}")
-                if i % 20 == 0:
-                    time.sleep(0.05)
 
-    writer = threading.Thread(target=signups)
-    writer.start()
-    writer.join()
+    threads = [threading.Thread(target=signups, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     wait_until(lambda: counts(conn)["archived"] == total, 90, "every message delivered")
 
     sent = Counter(r.message_id for r in sendgrid.stub.received)
     assert len(sent) == total
     assert max(sent.values()) == 1, f"sent twice: {[m for m, n in sent.items() if n > 1]}"
     assert a.poll() is None and b.poll() is None, "both consumers keep running"
+    wait_until(
+        lambda: sent_by(consumers.log(0)) + sent_by(consumers.log(1)) == total,
+        30,
+        "both bursts to end",
+    )
+    shares = sent_by(consumers.log(0)), sent_by(consumers.log(1))
+    assert min(shares) > 0, f"one consumer sent everything: {shares}"
 
 
 def test_sigterm_finishes_in_flight_releases_the_rest_and_exits_0(
@@ -149,21 +182,53 @@ def test_sigterm_finishes_in_flight_releases_the_rest_and_exits_0(
     assert "consumer stopped" in consumers.log(0)
 
 
-def finished_flow_runs(log: str) -> int:
-    return sum(
-        "Flow run '" in line and "Finished in state Completed" in line for line in log.splitlines()
-    )
+def consume_runs(pid: int) -> list:
+    """The `email-dispatch` flow runs one consume process reported, oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f":{pid} ")),
+            sort=FlowRunSort.START_TIME_ASC,
+        )
+        return runs
+
+
+def run_artifact(run_id) -> list[dict]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+    return [json.loads(a.data) if isinstance(a.data, str) else a.data for a in found]
+
+
+def totals(table: list[dict]) -> dict[str, int]:
+    return {row["outcome"]: row["count"] for row in table if row["message"] == "total"}
 
 
 def test_each_burst_is_a_flow_run_that_ends_when_idle(
     conn: psycopg.Connection, consumers: Consumers, sendgrid: StubServer
 ) -> None:
-    consumers.start(EMAIL_IDLE_TIMEOUT="1")
+    process = consumers.start(EMAIL_IDLE_TIMEOUT="1")
     signup(conn, "first@example.com", "First")
     wait_until(lambda: len(sendgrid.stub.accepted()) == 1, 60, "the first burst")
-    wait_until(lambda: finished_flow_runs(consumers.log(0)) == 1, 30, "the idle run to end")
 
+    def finished() -> list:
+        return [r for r in consume_runs(process.pid) if r.state and r.state.is_final()]
+
+    wait_until(lambda: len(finished()) == 1, 30, "the idle burst's run to end")
     signup(conn, "second@example.com", "Second")
     wait_until(lambda: len(sendgrid.stub.accepted()) == 2, 60, "the second burst")
-    wait_until(lambda: finished_flow_runs(consumers.log(0)) == 2, 30, "the second run to end")
-    assert consumers.log(0).count("Beginning flow run") == 2
+    wait_until(lambda: len(finished()) == 2, 30, "the second burst's run to end")
+
+    runs = finished()
+    assert [r.state.type.value for r in runs] == ["COMPLETED", "COMPLETED"]
+    assert all(r.name.startswith("consume@") for r in runs)
+    for run in runs:
+        (table,) = run_artifact(run.id)
+        assert totals(table)["sent"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import psycopg
@@ -59,6 +60,14 @@ def test_welcome_and_task_assigned_are_delivered_over_one_connection(
     assert welcome_bob_msg["Bcc"] is None
     assert all("victim@evil.example" not in str(a) for a in welcome_bob_msg["To"].addresses[1:])
     assert len(welcome_bob_msg["To"].addresses) == 1
+    # the envelope too: every message went to exactly its one recipient, from EMAIL_FROM
+    assert sorted(recorder.envelopes) == sorted(
+        [
+            ("noreply@example.com", ["ann@example.com"]),
+            ("noreply@example.com", ["bob@example.com"]),
+            ("noreply@example.com", ["bob@example.com"]),
+        ]
+    )
     assert "\n" not in welcome_bob_msg["Subject"]
     html = welcome_bob_msg.get_body(("html",)).get_content()
     assert "<script>" not in html
@@ -160,3 +169,42 @@ def test_a_large_batch_opens_a_fresh_connection_every_hundred_emails(
 
     assert drain(settings).summary()["sent"] == 150
     assert smtp_server.recorder.connections() == 2
+
+
+def test_a_hung_smtp_server_times_out_and_the_email_is_retried_later(
+    conn: psycopg.Connection, smtp_server: SmtpServer, make_settings
+) -> None:
+    """DATA never answered within SMTP_TIMEOUT: the send gives up after the timeout, the
+    email is retried later (an attempt used, nothing lost), the batch does not hang."""
+    _, message_id = signup(conn, "slow@example.com", "Slow")
+    smtp_server.recorder.data_delay = 4.0
+    settings = make_settings(**{**smtp_server.settings(), "smtp_timeout": 1.0})
+    started = time.monotonic()
+    summary = drain(settings).summary()
+    took = time.monotonic() - started
+    assert summary["retried"] == 1 and summary["sent"] == 0
+    assert took < 3.5, f"the batch waited {took:.1f}s for a hung server"
+    pending = state(conn, message_id)
+    assert pending["state"] == "pending" and pending["claim_token"] is None
+    assert "timed out" in pending["errors"][-1]["error"].lower()
+
+
+def test_a_connection_dropped_mid_batch_retries_only_that_email(
+    conn: psycopg.Connection, smtp_server: SmtpServer, make_settings, clock
+) -> None:
+    ids = [signup(conn, f"user{i}@example.com", f"User {i}")[1] for i in range(8)]
+    recorder = smtp_server.recorder
+    recorder.drop_after = 3
+    settings = make_settings(**smtp_server.settings(), email_concurrency=1)
+
+    summary = drain(settings, clock).summary()
+    assert summary["sent"] == 7 and summary["retried"] == 1
+    assert recorder.connections() == 2, "the rest of the batch went on a fresh connection"
+    (dropped,) = [i for i in ids if state(conn, i)["state"] == "pending"]
+    assert "connection lost" in state(conn, dropped)["errors"][-1]["error"]
+
+    clock.now = state(conn, dropped)["visible_at"]
+    assert drain(settings, clock).summary()["sent"] == 1
+    delivered = [rcpts[0] for _, rcpts in recorder.envelopes]
+    assert sorted(delivered) == sorted(f"user{i}@example.com" for i in range(8))
+    assert len(set(delivered)) == 8, "each email reached the server once"

@@ -130,6 +130,15 @@ def test_supabase_errors_are_422(receiver: Receiver, conn: psycopg.Connection) -
             **USER,
             "record": {**USER["record"], "email": 5},
         },
+        # the same address check as /api/notify: nothing is enqueued for a bad address
+        "record.email: value is not a valid email address": {
+            **USER,
+            "record": {**USER["record"], "email": "not-an-address"},
+        },
+        "record.email: value is not a valid email address: Carriage return and line feed": {
+            **USER,
+            "record": {**USER["record"], "email": "ann@example.com\r\nBcc: x@evil.test"},
+        },
         "record.assignee_id: Input should be a valid UUID": {
             "type": "UPDATE",
             "table": "tasks",

@@ -1,0 +1,161 @@
+"""Settle as you go: accepted emails are acked while the batch still sends, so a cancel
+(or a kill) re-sends only what was not settled yet; a failing settle is retried a bounded
+number of times; the lease always outlasts a send plus its settle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+import pytest
+
+from taskflow_jobs import db
+from taskflow_jobs.devstack.sendgrid_stub import Reply, StubServer
+from taskflow_jobs.email.worker.batch import INFRASTRUCTURE_ERRORS, RENDER_SLICE, Dispatcher
+from taskflow_jobs.settings import SettingsError, load_settings
+from tests.support.dispatch_helpers import sendgrid_settings, signup
+
+TOTAL = 150
+
+
+def archived(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) AS n FROM jobs.archive").fetchone()["n"]
+
+
+def settle_settings(make_settings, sendgrid: StubServer, **extra):
+    values = {
+        **sendgrid_settings(sendgrid),
+        "email_batch_size": TOTAL,
+        "sendgrid_concurrency": 2,
+        "email_settle_every": 10,
+        "email_settle_interval": 0.2,
+    }
+    return make_settings(**{**values, **extra})
+
+
+def test_accepted_emails_are_acked_while_the_batch_is_still_sending_and_a_cancel_resends_only_the_unsettled(  # noqa: E501
+    conn: psycopg.Connection, database_url: str, sendgrid: StubServer, make_settings
+) -> None:
+    for i in range(TOTAL):
+        signup(conn, f"user{i}@example.com", f"User {i}")
+    sendgrid.stub.script = lambda body: Reply(202, delay=0.02)
+    settings = settle_settings(make_settings, sendgrid)
+
+    async def scenario() -> tuple[int, int, int]:
+        async with Dispatcher(settings, database_url) as dispatcher:
+            batch = asyncio.create_task(dispatcher.run_batch())
+            while len(sendgrid.stub.accepted()) < TOTAL // 2:
+                assert not batch.done(), "the batch ended before half was sent"
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.3)  # more than the settle interval
+            with db.connect(database_url) as watcher:
+                acked_midway = archived(watcher)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await batch
+        accepted = {r.message_id for r in sendgrid.stub.accepted()}
+        return acked_midway, len(accepted), archived(conn)
+
+    acked_midway, accepted, acked = asyncio.run(scenario())
+    assert acked_midway >= TOTAL // 2 - 2 * RENDER_SLICE, "acked while the batch still sends"
+    assert acked < TOTAL, "the cancel landed mid-batch"
+    # what a re-send after the cancel would send twice: accepted but never acked
+    unsettled_accepted = accepted - acked
+    assert unsettled_accepted <= 2 * RENDER_SLICE, (accepted, acked)
+    left = conn.execute("SELECT count(*) AS n, max(attempt) AS a FROM jobs.messages").fetchone()
+    assert left["n"] == TOTAL - acked, "the rest is back in the queue"
+    assert (
+        conn.execute(
+            "SELECT count(*) AS n FROM jobs.messages WHERE claim_token IS NOT NULL"
+        ).fetchone()["n"]
+        == 0
+    ), "released, not left leased"
+
+
+def test_a_database_hiccup_mid_batch_acks_every_email_once(
+    conn: psycopg.Connection, database_url: str, sendgrid: StubServer, make_settings
+) -> None:
+    """The pool's connections are killed mid-batch (as a PostgreSQL restart does): the
+    dispatcher carries on with fresh connections, settling each email once."""
+    for i in range(60):
+        signup(conn, f"user{i}@example.com", f"User {i}")
+    sendgrid.stub.script = lambda body: Reply(202, delay=0.01)
+    settings = settle_settings(make_settings, sendgrid, email_batch_size=60)
+
+    async def scenario() -> None:
+        async with Dispatcher(settings, database_url) as dispatcher:
+            batch = asyncio.create_task(dispatcher.run_batch())
+            while len(sendgrid.stub.accepted()) < 20:
+                await asyncio.sleep(0.005)
+            with db.connect(database_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = '' AND datname = current_database()"
+                    " AND pid <> pg_backend_pid() AND pid <> %s",
+                    (conn.info.backend_pid,),
+                )
+            report = await batch
+            assert report.summary()["sent"] == 60
+
+    asyncio.run(scenario())
+    assert archived(conn) == 60
+    sent = [r.message_id for r in sendgrid.stub.accepted()]
+    assert len(sent) == len(set(sent)) == 60, "no email sent twice"
+
+
+def test_a_settle_that_keeps_failing_gives_up_after_its_attempts(
+    caplog: pytest.LogCaptureFixture,
+    conn: psycopg.Connection,
+    database_url: str,
+    pg_admin_url: str,
+    sendgrid: StubServer,
+    make_settings,
+) -> None:
+    for i in range(5):
+        signup(conn, f"user{i}@example.com", f"User {i}")
+    name = conn.execute("SELECT current_database() AS d").fetchone()["d"]
+    conn.close()
+    sendgrid.stub.script = lambda body: Reply(202, delay=0.3)
+    settings = settle_settings(make_settings, sendgrid, email_settle_attempts=2)
+
+    async def scenario() -> float:
+        async with Dispatcher(settings, database_url) as dispatcher:
+            batch = asyncio.create_task(dispatcher.run_batch())
+            while not sendgrid.stub.received:
+                await asyncio.sleep(0.005)
+            with db.connect(pg_admin_url, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+            started = time.monotonic()
+            try:
+                with pytest.raises(INFRASTRUCTURE_ERRORS):
+                    await asyncio.wait_for(batch, 120)
+                return time.monotonic() - started
+            finally:
+                with db.connect(pg_admin_url, autocommit=True) as admin:
+                    admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+
+    took = asyncio.run(scenario())
+    # two settle attempts and one release, each bounded by the pool's 15 s wait
+    assert took < 60, f"gave up after {took:.1f}s"
+    assert "attempt 1/2" in caplog.text
+
+
+def test_a_lease_shorter_than_a_send_and_its_settle_is_a_configuration_error() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(
+            email_provider="smtp",
+            smtp_timeout=30,
+            email_visibility_timeout=20,
+            email_settle_margin=5,
+        )
+    message = str(error.value)
+    assert "EMAIL_VISIBILITY_TIMEOUT" in message and "SMTP_TIMEOUT" in message
+    assert "EMAIL_SETTLE_MARGIN" in message
+    with pytest.raises(SettingsError, match="SENDGRID_TIMEOUT"):
+        load_settings(email_provider="sendgrid", sendgrid_timeout=60, email_visibility_timeout=60)
+    assert load_settings(email_provider="console", email_visibility_timeout=6)
