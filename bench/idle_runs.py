@@ -40,11 +40,18 @@ CRON_RUNS_A_DAY = {"0 1 * * *": 1, "0 * * * *": 24, "0 2 * * 0": 1 / 7, "0 0 * *
 
 
 def runs_started_since(since: datetime, skip: set[object]) -> list[str]:
-    """Runs that started since `since`, except those of the `skip` deployments (crons)."""
+    """Runs due and started since `since`, except those of the `skip` deployments (crons).
+    A schedule added to a deployment also makes runs for slots already past: those are
+    not what the schedule costs a day, so only runs expected after `since` count."""
     started = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since))
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=started, limit=200)
-    return [r.name for r in runs if r.deployment_id not in skip]
+    return [
+        r.name
+        for r in runs
+        if r.deployment_id not in skip
+        and (r.expected_start_time is None or r.expected_start_time >= since)
+    ]
 
 
 def crons() -> tuple[float, set[object]]:
