@@ -1,10 +1,11 @@
 -- send --
 -- Enqueue one message in the caller's transaction; returns its id (or the key holder's).
-SELECT jobs.send(%(queue)s, %(payload)s, %(delay)s, %(idempotency_key)s, %(max_attempts)s) AS id;
+SELECT jobs.send(%(queue)s, %(payload)s, %(delay)s, %(idempotency_key)s, %(max_attempts)s,
+                 %(priority)s::smallint) AS id;
 
 -- send_batch --
--- Enqueue many messages without keys; ids in input order.
-SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb[], %(delay)s) AS id;
+-- Enqueue many messages without keys (payloads: one JSON array); ids in input order.
+SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb, %(delay)s, %(priority)s::smallint) AS id;
 
 -- claim --
 -- Lease up to batch_size visible messages to a token (columns in Message's field order;
