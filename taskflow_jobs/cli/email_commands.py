@@ -44,6 +44,7 @@ def consume() -> None:
     from flows.email_dispatch import consumer_label, dispatch_summary, email_dispatch
     from taskflow_jobs.email.worker.consumer import Consumer, run_until_signalled
     from taskflow_jobs.jobs.metrics import serve_consume_metrics
+    from taskflow_jobs.monitoring.pause_switch import SwitchMirror, variable_name
 
     # the same settings the flow runs read (the Prefect blocks over the environment): the
     # runs share this process's dispatcher, so its provider must be the blocks' provider
@@ -56,8 +57,13 @@ def consume() -> None:
         return await dispatch_summary(state)
 
     url = db.database_url(current)
-    with serve_consume_metrics(current, url):
-        run_until_signalled(Consumer(current, url, run_flow))
+    # the pause switch of the Prefect UI, mirrored into jobs.pauses (which the claim reads)
+    mirror = SwitchMirror(url, variable_name(current), current.pause_poll_interval).start()
+    try:
+        with serve_consume_metrics(current, url):
+            run_until_signalled(Consumer(current, url, run_flow))
+    finally:
+        mirror.stop()
 
 
 @command()

@@ -195,9 +195,7 @@ def plan_notify(body: dict[str, Any], headers: Headers) -> Notification:
     except InvalidMessage as exc:
         raise ApiError(422, "invalid payload", _data_path(str(exc))) from None
     if request.priority == "bulk" and message.type in TRANSACTIONAL_ONLY:
-        raise ApiError(
-            422, "invalid payload", f"priority: {message.type} is always transactional"
-        )
+        raise ApiError(422, "invalid payload", f"priority: {message.type} is always transactional")
     key = request.idempotency_key or delivery_id(headers)
     if message.type == "welcome_email":
         # one welcome per user whichever path enqueues it (the trigger uses this key too)

@@ -19,6 +19,7 @@ import httpx
 from taskflow_jobs.backoff import parse_retry_after
 from taskflow_jobs.email.compose import MESSAGE_ID_HEADER, OutgoingEmail
 from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, concurrent_session
+from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
 SEND_PATH = "/v3/mail/send"
 
@@ -74,7 +75,9 @@ def classify_response(
         reset = headers.get("x-ratelimit-reset")
         if retry_after is None and reset and reset.isdigit():
             retry_after = max(0.0, int(reset) - (now if now is not None else time.time()))
-        return SendResult.transient(f"SendGrid 429 rate limited{suffix}", retry_after)
+        return SendResult.transient(
+            f"SendGrid 429 rate limited{suffix}", retry_after, throttled=True
+        )
     if status in (401, 403):
         # the key or the sender identity is wrong: every message would fail the same way
         return SendResult.unavailable(
@@ -96,6 +99,7 @@ class SendGridProvider:
         *,
         concurrency: int = 8,
         timeout: float = 30.0,
+        throttle: ProviderThrottle = UNLIMITED,
     ) -> None:
         self.url = api_url.rstrip("/") + SEND_PATH
         self.host = urlsplit(self.url).netloc
@@ -106,9 +110,10 @@ class SendGridProvider:
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "taskflow-jobs"},
         )
         self.limit = asyncio.Semaphore(concurrency)
+        self.throttle = throttle
 
     def session(self) -> AbstractAsyncContextManager[ConcurrentSession]:
-        return concurrent_session(self, self.limit)
+        return concurrent_session(self, self.limit, self.throttle)
 
     async def send_one(self, item: OutgoingEmail) -> SendResult:
         try:
@@ -125,6 +130,7 @@ class SendGridProvider:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        self.throttle.close()
 
 
 def _why(exc: Exception) -> str:

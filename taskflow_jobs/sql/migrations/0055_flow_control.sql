@@ -54,14 +54,14 @@ BEGIN
     END IF;
 END $$;
 
--- set_pauses: make the pauses of one source exactly `p_types` (the mirror of the Prefect
--- variable). Pauses that stay keep their start time.
+-- set_pauses: make a queue's pauses exactly `p_types`, whoever set them (the Prefect
+-- variable is the same switch as the CLI). Pauses that stay keep their start time.
 CREATE FUNCTION jobs.set_pauses(p_queue text, p_types text[], p_source text, p_now timestamptz DEFAULT now())
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
 BEGIN
     DELETE FROM jobs.pauses p
-    WHERE p.queue = p_queue AND p.source = p_source AND NOT (p.message_type = ANY (p_types));
+    WHERE p.queue = p_queue AND NOT (p.message_type = ANY (p_types));
     IF FOUND THEN
         PERFORM pg_notify('jobs_new_message', p_queue);
     END IF;
@@ -69,6 +69,13 @@ BEGIN
     SELECT p_queue, t, p_now, p_source FROM unnest(p_types) AS t
     ON CONFLICT (queue, message_type) DO NOTHING;
 END $$;
+
+-- Which version (its `updated` time) of the Prefect pause variable jobs.pauses reflects:
+-- a version is applied once, so a CLI resume is not undone by an older variable.
+CREATE TABLE jobs.pause_mirror (
+    name text PRIMARY KEY,
+    variable_updated timestamptz NOT NULL
+);
 
 -- --- shared provider rate limit ------------------------------------------------------
 -- One token bucket per provider: every consumer on every machine takes its tokens here,
