@@ -2,13 +2,14 @@
 
 The bucket lives in Postgres (`jobs.rate_limits`, `jobs.take_tokens`): the database every
 consumer already needs, with one clock, so the limit holds whether or not Prefect
-answers. A consumer takes tokens a few at a time (about 50 ms of the rate) and spends
-them at once, so a send costs a database round trip only every few emails, and what a
-consumer holds can never add more than a chunk to any window.
+answers. A consumer reserves tokens a few at a time (about 50 ms of the rate) with the
+time they become usable, sleeps until then and spends them, so a send costs a database
+round trip only every few emails, nobody polls an empty bucket, and what a consumer
+holds can never add more than a chunk to any window.
 
 A provider's own "slow down" (a 429 with Retry-After) is shared the same way: one row,
 `blocked_until`, that every consumer honours before its next send. Without a rate limit
-the backoff is still honoured: the row is read at most once a second.
+the backoff is still honoured: the row is read at most four times a second.
 
 Fails closed: no token without the database. A consumer that cannot reach it waits.
 """
@@ -25,7 +26,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from taskflow_jobs.db import Connection, connect
+from taskflow_jobs.db import Connection, DatabaseUnavailable, connect
 from taskflow_jobs.sql import query
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ BURST_SECONDS = 0.1
 # Tokens not spent within this long are dropped rather than saved up.
 TOKEN_TTL = 0.5
 # Without a rate limit, how often the shared backoff is read.
-BACKOFF_POLL = 1.0
+BACKOFF_POLL = 0.25
 # Waits are never shorter (a busy loop against the database helps nobody).
 MIN_WAIT = 0.002
 DATABASE_RETRY = 1.0
@@ -57,6 +58,7 @@ class ProviderThrottle:
         self._conn: Connection | None = None
         self._lock = threading.Lock()
         self._tokens = 0
+        self._usable_at = 0.0  # time.monotonic() when the reserved tokens may be spent
         self._tokens_expire = 0.0
         self._not_before = 0.0  # time.monotonic(): no point asking the database earlier
         self._backoff_checked = -math.inf
@@ -77,6 +79,8 @@ class ProviderThrottle:
         if self.rate is None:
             return 0.0 if now - self._backoff_checked < BACKOFF_POLL else None
         if self._tokens > 0 and now < self._tokens_expire:
+            if now < self._usable_at:
+                return self._usable_at - now
             self._tokens -= 1
             return 0.0
         return None
@@ -97,7 +101,7 @@ class ProviderThrottle:
         want = self.chunk
         try:
             granted, wait = self._take_tokens(want)
-        except psycopg.Error as exc:
+        except (psycopg.Error, DatabaseUnavailable) as exc:
             self._close()
             if not self._database_down:
                 log.warning(
@@ -120,8 +124,12 @@ class ProviderThrottle:
             wait = max(wait, MIN_WAIT)
             self._not_before = now + wait
             return wait
+        self._usable_at = now + wait
+        self._tokens_expire = self._usable_at + TOKEN_TTL
+        if wait > 0:
+            self._tokens = granted
+            return wait
         self._tokens = granted - 1
-        self._tokens_expire = now + TOKEN_TTL
         return 0.0
 
     def _take_tokens(self, want: int) -> tuple[int, float]:
@@ -181,7 +189,7 @@ class ProviderThrottle:
                     self._conn = connect(self.url, autocommit=True, connect_timeout=5)
                 params = {"provider": self.provider, "seconds": seconds}
                 self._conn.execute(query("provider_backoff"), params)
-            except psycopg.Error as exc:  # this consumer still waits; the others did not hear
+            except (psycopg.Error, DatabaseUnavailable) as exc:  # the others did not hear
                 self._close()
                 log.warning("could not share the %s backoff: %s", self.provider, type(exc).__name__)
         log.info("%s asked to slow down: every consumer waits %.1fs", self.provider, seconds)

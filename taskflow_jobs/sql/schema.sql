@@ -362,7 +362,6 @@ CREATE FUNCTION jobs.take_tokens(p_provider text, p_want integer, p_rate double 
 DECLARE
     r jobs.rate_limits;
     v_tokens double precision;
-    v_granted integer;
 BEGIN
     INSERT INTO jobs.rate_limits (provider, rate, burst, tokens, refilled_at)
     VALUES (p_provider, p_rate, p_burst, 0, p_now)
@@ -380,14 +379,19 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    v_tokens := least(p_burst, r.tokens + greatest(0, extract(epoch FROM p_now - r.refilled_at)) * p_rate);
-    v_granted := least(p_want, floor(v_tokens))::integer;
-    v_tokens := v_tokens - v_granted;
+    v_tokens := least(p_burst,
+                      r.tokens + greatest(0, extract(epoch FROM p_now - r.refilled_at)) * p_rate);
+    IF v_tokens - p_want < -p_rate THEN
+        granted := 0;
+        wait_seconds := (p_want - p_rate - v_tokens) / p_rate;
+    ELSE
+        v_tokens := v_tokens - p_want;
+        granted := p_want;
+        wait_seconds := greatest(0, -v_tokens / p_rate);
+    END IF;
     UPDATE jobs.rate_limits l
     SET rate = p_rate, burst = p_burst, tokens = v_tokens, refilled_at = greatest(p_now, r.refilled_at)
     WHERE l.provider = p_provider;
-    granted := v_granted;
-    wait_seconds := CASE WHEN v_granted >= p_want THEN 0 ELSE (1 - v_tokens) / p_rate END;
     RETURN NEXT;
 END $$;
 

@@ -90,8 +90,11 @@ CREATE TABLE jobs.rate_limits (
     blocked_until timestamptz
 );
 
--- take_tokens: up to p_want tokens now (rate NULL = unlimited: only the backoff applies).
--- wait_seconds: how long until asking again is worth it (0 when all were granted).
+-- take_tokens: reserve p_want tokens (rate NULL = unlimited: only the backoff applies).
+-- The bucket may go into debt by up to one second of the rate: a reservation is granted
+-- at once with the time it becomes usable (`wait_seconds`), so each consumer makes one
+-- round trip per chunk instead of polling an empty bucket. Past that debt nothing is
+-- granted and `wait_seconds` says when to ask again.
 CREATE FUNCTION jobs.take_tokens(
     p_provider text,
     p_want integer,
@@ -103,7 +106,6 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
 DECLARE
     r jobs.rate_limits;
     v_tokens double precision;
-    v_granted integer;
 BEGIN
     INSERT INTO jobs.rate_limits (provider, rate, burst, tokens, refilled_at)
     VALUES (p_provider, p_rate, p_burst, 0, p_now)
@@ -121,14 +123,19 @@ BEGIN
         RETURN NEXT;
         RETURN;
     END IF;
-    v_tokens := least(p_burst, r.tokens + greatest(0, extract(epoch FROM p_now - r.refilled_at)) * p_rate);
-    v_granted := least(p_want, floor(v_tokens))::integer;
-    v_tokens := v_tokens - v_granted;
+    v_tokens := least(p_burst,
+                      r.tokens + greatest(0, extract(epoch FROM p_now - r.refilled_at)) * p_rate);
+    IF v_tokens - p_want < -p_rate THEN
+        granted := 0;
+        wait_seconds := (p_want - p_rate - v_tokens) / p_rate;
+    ELSE
+        v_tokens := v_tokens - p_want;
+        granted := p_want;
+        wait_seconds := greatest(0, -v_tokens / p_rate);
+    END IF;
     UPDATE jobs.rate_limits l
     SET rate = p_rate, burst = p_burst, tokens = v_tokens, refilled_at = greatest(p_now, r.refilled_at)
     WHERE l.provider = p_provider;
-    granted := v_granted;
-    wait_seconds := CASE WHEN v_granted >= p_want THEN 0 ELSE (1 - v_tokens) / p_rate END;
     RETURN NEXT;
 END $$;
 
