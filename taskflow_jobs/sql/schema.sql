@@ -26,7 +26,7 @@ CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamp with time
     SELECT id FROM done;
 $$;
 
-CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer)
+CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer, priority smallint)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     SET enable_seqscan TO 'off'
@@ -83,7 +83,7 @@ BEGIN
                  END
     WHERE m.id = ANY (v_ids)
     RETURNING m.id, m.queue, m.payload, m.attempt, m.max_attempts, m.errors, m.enqueued_at,
-              m.redrive_count;
+              m.redrive_count, m.priority;
 END $$;
 
 CREATE FUNCTION jobs.current_actor(p_fallback uuid) RETURNS uuid

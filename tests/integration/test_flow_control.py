@@ -38,9 +38,9 @@ def claimed_types(batch: queue.Batch) -> list[str | None]:
 def test_a_signup_is_claimed_before_thousands_of_bulk_messages(conn: psycopg.Connection) -> None:
     bulk = queue.send_batch(conn, Q, [note(i) for i in range(3000)], priority=queue.BULK)
     signup = queue.send(conn, Q, welcome(1))
-    assert queue.claim(conn, Q, 1, 30, now=T0).ids == [signup], "the signup first"
-    batch = queue.claim(conn, Q, 4, 30, now=T0)
-    assert batch.ids == bulk[:4], "then the bulk lane, oldest first"
+    batch = queue.claim(conn, Q, 5, 30, now=T0)
+    assert batch.ids == [signup, *bulk[:4]], "the signup first (a batch sends it first too)"
+    assert queue.claim(conn, Q, 3, 30, now=T0).ids == bulk[4:7], "then bulk, oldest first"
 
 
 def test_within_a_lane_the_oldest_visible_message_comes_first(conn: psycopg.Connection) -> None:

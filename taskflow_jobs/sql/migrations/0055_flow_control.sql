@@ -217,7 +217,9 @@ BEGIN
 END $$;
 
 -- claim: as before, lowest lane first, and never a paused type (a paused queue: nothing).
-CREATE OR REPLACE FUNCTION jobs.claim(
+-- It returns each message's lane too, so a batch sends its transactional messages first.
+DROP FUNCTION jobs.claim(text, integer, interval, uuid, timestamptz);
+CREATE FUNCTION jobs.claim(
     p_queue text,
     p_batch_size integer,
     p_visibility_timeout interval,
@@ -231,7 +233,8 @@ CREATE OR REPLACE FUNCTION jobs.claim(
     max_attempts integer,
     errors jsonb,
     enqueued_at timestamptz,
-    redrive_count integer
+    redrive_count integer,
+    priority smallint
 )
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = '' SET enable_seqscan = off SET enable_bitmapscan = off AS $$
@@ -286,7 +289,7 @@ BEGIN
                  END
     WHERE m.id = ANY (v_ids)
     RETURNING m.id, m.queue, m.payload, m.attempt, m.max_attempts, m.errors, m.enqueued_at,
-              m.redrive_count;
+              m.redrive_count, m.priority;
 END $$;
 
 CREATE OR REPLACE FUNCTION jobs.dead_letter(

@@ -9,12 +9,12 @@ SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb, %(delay)s, %(prio
 
 -- claim --
 -- Lease up to batch_size visible messages to a token (columns in Message's field order;
--- an empty error history comes back as NULL, which is cheaper to decode).
+-- an empty error history comes back as NULL, which is cheaper to decode), lane by lane.
 SELECT id, queue, payload, attempt, max_attempts, nullif(errors, '[]'::jsonb), enqueued_at,
        redrive_count
 FROM jobs.claim(%(queue)s, %(batch_size)s, %(visibility_timeout)s, %(token)s,
                          coalesce(%(now)s::timestamptz, now()))
-ORDER BY id;
+ORDER BY priority, id;
 
 -- ack --
 -- Archive delivered messages still leased to the token.
