@@ -56,7 +56,10 @@ class ProviderThrottle:
         self.burst = max(1.0, rate * BURST_SECONDS) if rate else None
         self.chunk = max(1, math.floor(rate * CHUNK_SECONDS)) if rate else 1
         self._conn: Connection | None = None
+        # `_lock` guards the local state and is only held for microseconds (the event loop
+        # takes it); `_trip` serialises the database round trips (worker threads only)
         self._lock = threading.Lock()
+        self._trip = threading.Lock()
         self._tokens = 0
         self._usable_at = 0.0  # time.monotonic() when the reserved tokens may be spent
         self._tokens_expire = 0.0
@@ -93,27 +96,32 @@ class ProviderThrottle:
             return 0.0
         with self._lock:
             local = self._local(time.monotonic())
+        if local is not None:
+            return local
+        with self._trip:
+            with self._lock:  # another thread may have refilled while this one waited
+                local = self._local(time.monotonic())
             if local is not None:
                 return local
-            return self._from_database()
+            try:
+                granted, wait = self._take_tokens(self.chunk)
+            except (psycopg.Error, DatabaseUnavailable) as exc:
+                self._close()
+                if not self._database_down:
+                    log.warning(
+                        "rate limit %s: database unreachable (%s); not sending until it is back",
+                        self.provider,
+                        type(exc).__name__,
+                    )
+                self._database_down = True
+                with self._lock:
+                    self._not_before = time.monotonic() + DATABASE_RETRY
+                return DATABASE_RETRY
+            self._database_down = False
+        with self._lock:
+            return self._granted(granted, wait, time.monotonic())
 
-    def _from_database(self) -> float:
-        want = self.chunk
-        try:
-            granted, wait = self._take_tokens(want)
-        except (psycopg.Error, DatabaseUnavailable) as exc:
-            self._close()
-            if not self._database_down:
-                log.warning(
-                    "rate limit %s: database unreachable (%s); not sending until it is back",
-                    self.provider,
-                    type(exc).__name__,
-                )
-            self._database_down = True
-            self._not_before = time.monotonic() + DATABASE_RETRY
-            return DATABASE_RETRY
-        self._database_down = False
-        now = time.monotonic()
+    def _granted(self, granted: int, wait: float, now: float) -> float:
         if self.rate is None:
             self._backoff_checked = now
             if granted:
@@ -183,6 +191,7 @@ class ProviderThrottle:
         with self._lock:
             self._not_before = max(self._not_before, time.monotonic() + seconds)
             self._tokens = 0
+        with self._trip:
             try:
                 if self._conn is None or self._conn.closed:
                     assert self.url is not None
@@ -205,7 +214,7 @@ class ProviderThrottle:
         self._conn = None
 
     def close(self) -> None:
-        with self._lock:
+        with self._trip:
             self._close()
 
 
