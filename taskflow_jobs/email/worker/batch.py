@@ -376,6 +376,8 @@ def _dead(message: queue.Message, reason: str) -> Outcome:
 
 
 def _log_outcomes(outcomes: list[Outcome]) -> None:
+    if not log.isEnabledFor(logging.DEBUG):  # once per batch, not once per email sent
+        outcomes = [o for o in outcomes if o.action is not Action.SENT]
     for o in outcomes:
         extra = {
             "message_id": o.message_id,
