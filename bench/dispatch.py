@@ -272,6 +272,8 @@ def latency(db_url: str, stub_url: str, env: dict[str, str], log_dir: Path) -> d
 
 
 def main() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from taskflow_jobs import net
     from taskflow_jobs.devstack import processes, up
     from taskflow_jobs.settings import get_settings, load_settings
@@ -297,9 +299,11 @@ def main() -> None:
         get_settings.cache_clear()
         concurrency = get_settings().sendgrid_concurrency
         print(f"stack up in {work}; measuring throughput…", file=sys.stderr, flush=True)
-        figures = throughput(stack.database_url, stub_url, concurrency)
-        print(f"throughput: {figures}; measuring latency…", file=sys.stderr, flush=True)
-        figures |= latency(stack.database_url, stub_url, env, supervisor.log_dir)
+        # Prefect read its settings when `up` imported it, before this server existed
+        with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
+            figures = throughput(stack.database_url, stub_url, concurrency)
+            print(f"throughput: {figures}; measuring latency…", file=sys.stderr, flush=True)
+            figures |= latency(stack.database_url, stub_url, env, supervisor.log_dir)
     finally:
         if stub is not None:
             os.killpg(stub.pid, signal.SIGTERM)
