@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.integration.webhooks.conftest import Receiver
+from tests.support.receiver import Receiver
 
 NOTE = {"to": "ada@example.com", "subject": "Newsletter", "body": "Hello."}
 
