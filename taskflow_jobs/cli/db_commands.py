@@ -12,11 +12,10 @@ import typer
 from taskflow_jobs import db
 from taskflow_jobs.cli.base import CliError, command, database_url, settings
 from taskflow_jobs.db.schema_dump import dump_migrated_schema, pg_dump_binary
-from taskflow_jobs.email.messages import InvalidMessage, parse_message
+from taskflow_jobs.email.messages import TRANSACTIONAL_ONLY, InvalidMessage, parse_message
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import SCHEMA_FILE
-from taskflow_jobs.webhooks.payloads import TRANSACTIONAL_ONLY
 
 
 @command()

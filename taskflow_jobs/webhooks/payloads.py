@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.datastructures import Headers
 
-from taskflow_jobs.email.messages import InvalidMessage, parse_message
+from taskflow_jobs.email.messages import TRANSACTIONAL_ONLY, InvalidMessage, parse_message
 from taskflow_jobs.webhooks.errors import ApiError
 
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
@@ -172,10 +172,6 @@ class NotifyRequest(BaseModel):
     data: dict[str, Any]
     idempotency_key: IdempotencyKey | None = None
     priority: Literal["transactional", "bulk"] = "transactional"
-
-
-# Someone is waiting for these: they never go in the bulk lane.
-TRANSACTIONAL_ONLY = ("welcome_email", "task_assigned")
 
 
 @dataclass(frozen=True)
