@@ -22,7 +22,9 @@ app.add_typer(queue_app, name="queue")
 TypeOption = Annotated[
     str | None, typer.Option("--type", help="Only this message type, e.g. notification")
 ]
-QueueOption = Annotated[str, typer.Option("--queue")]
+QueueOption = Annotated[
+    str, typer.Option("--queue", help="The queue (email_notifications is the only one).")
+]
 
 
 def _check_type(message_type: str | None) -> None:
