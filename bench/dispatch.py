@@ -3,8 +3,8 @@
 1. Throughput: 10,000 signups queued at once, sent by one `email-dispatch` flow run
    (drain mode) to a SendGrid-compatible stub running in its own process. Baseline, in
    the same run: the same request bodies (as the stub received them) posted to the same
-   stub by the same httpx client configuration and concurrency, with no queue, no
-   database and no Prefect. Goal: ratio >= 0.8.
+   stub by the same httpx client configuration, encoding and concurrency, with no queue,
+   no database and no Prefect. Goal: ratio >= 0.9.
 2. Latency: `taskflow-jobs consume` running; signups INSERTed at a steady 100/s, one
    transaction each; latency = stub receipt time - time just before the INSERT (which
    commits) was issued. Goal: p50 <= 100 ms, p99 <= 1 s.
@@ -34,6 +34,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
+import orjson
 import psycopg
 
 THROUGHPUT_EMAILS = int(os.environ.get("BENCH_EMAILS", "10000"))
@@ -80,18 +81,23 @@ def clear(stub_url: str) -> None:
 
 
 async def baseline(stub_url: str, bodies: list[dict[str, Any]], concurrency: int) -> float:
-    """Emails/s posting `bodies` straight to the stub, as the SendGrid provider's client does."""
+    """Emails/s posting `bodies` straight to the stub, as the SendGrid provider's client does
+    (same headers, same limits, the same orjson encoding of each body)."""
     client = httpx.AsyncClient(
         timeout=30,
         limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        headers={"Authorization": f"Bearer {API_KEY}", "User-Agent": "taskflow-jobs"},
+        headers={
+            "Authorization": f"Bearer {API_KEY}",
+            "User-Agent": "taskflow-jobs",
+            "Content-Type": "application/json",
+        },
     )
     limit = asyncio.Semaphore(concurrency)
     url = f"{stub_url}/v3/mail/send"
 
     async def post(body: dict[str, Any]) -> None:
         async with limit:
-            response = await client.post(url, json=body)
+            response = await client.post(url, content=orjson.dumps(body))
             assert response.status_code == 202, response.status_code
 
     started = time.perf_counter()
@@ -266,6 +272,8 @@ def latency(db_url: str, stub_url: str, env: dict[str, str], log_dir: Path) -> d
 
 
 def main() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     from taskflow_jobs import net
     from taskflow_jobs.devstack import processes, up
     from taskflow_jobs.settings import get_settings, load_settings
@@ -291,9 +299,11 @@ def main() -> None:
         get_settings.cache_clear()
         concurrency = get_settings().sendgrid_concurrency
         print(f"stack up in {work}; measuring throughput…", file=sys.stderr, flush=True)
-        figures = throughput(stack.database_url, stub_url, concurrency)
-        print(f"throughput: {figures}; measuring latency…", file=sys.stderr, flush=True)
-        figures |= latency(stack.database_url, stub_url, env, supervisor.log_dir)
+        # Prefect read its settings when `up` imported it, before this server existed
+        with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
+            figures = throughput(stack.database_url, stub_url, concurrency)
+            print(f"throughput: {figures}; measuring latency…", file=sys.stderr, flush=True)
+            figures |= latency(stack.database_url, stub_url, env, supervisor.log_dir)
     finally:
         if stub is not None:
             os.killpg(stub.pid, signal.SIGTERM)
@@ -307,7 +317,7 @@ def main() -> None:
         "sendgrid_concurrency": concurrency,
         "baseline": "same bodies, same httpx client and concurrency, straight to the stub",
         "goals": {
-            "ratio": ">= 0.8",
+            "ratio": ">= 0.9",
             "latency_p50_ms": "<= 100",
             "latency_p99_ms": "<= 1000",
             "task_runs_per_10k": "a few hundred at most",

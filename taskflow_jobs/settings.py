@@ -67,6 +67,15 @@ class Settings(BaseSettings):
     sendgrid_api_url: str = "https://api.sendgrid.com"
     sendgrid_concurrency: int = Field(8, ge=1, le=256)
     sendgrid_timeout: float = Field(30.0, gt=0)
+    # one limit per provider, shared by every consumer on every machine (jobs.rate_limits)
+    sendgrid_rate_limit: float | None = Field(
+        None,
+        gt=0,
+        description="Emails per second to SendGrid, all consumers together; unset = no limit",
+    )
+    smtp_rate_limit: float | None = Field(
+        None, gt=0, description="Emails per second to the SMTP server, all consumers together"
+    )
 
     # --- queue and retries ---------------------------------------------------------
     email_max_attempts: int = Field(5, ge=1, le=100)
@@ -230,6 +239,15 @@ class Settings(BaseSettings):
     )
     health_max_db_latency_ms: float = Field(
         500.0, gt=0, description="Alert when a database round trip takes longer (milliseconds)"
+    )
+    health_max_pause: float = Field(
+        3600.0, gt=0, description="Alert (once) when a queue or type stays paused longer (seconds)"
+    )
+    pause_poll_interval: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds between two reads of the Prefect variable that pauses the queue",
     )
     health_max_new_dead_letters: int = Field(
         0, ge=0, description="Alert when more messages were dead-lettered since the last check"

@@ -9,6 +9,7 @@ from taskflow_jobs.cli import (  # noqa: F401 - each module registers its comman
     db_commands,
     deploy_commands,
     email_commands,
+    queue_commands,
     status_commands,
     system_commands,
     webhook_commands,

@@ -12,7 +12,7 @@ import typer
 from taskflow_jobs import db
 from taskflow_jobs.cli.base import CliError, command, database_url, settings
 from taskflow_jobs.db.schema_dump import dump_migrated_schema, pg_dump_binary
-from taskflow_jobs.email.messages import InvalidMessage, parse_message
+from taskflow_jobs.email.messages import TRANSACTIONAL_ONLY, InvalidMessage, parse_message
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import SCHEMA_FILE
@@ -50,8 +50,15 @@ def enqueue(
     ] = EMAIL_QUEUE,
     key: Annotated[str | None, typer.Option("--key", help="Idempotency key")] = None,
     delay: Annotated[float, typer.Option(help="Seconds before it may be sent")] = 0.0,
+    priority: Annotated[
+        str, typer.Option(help="transactional, or bulk: claimed after every transactional job")
+    ] = queue.TRANSACTIONAL,
 ) -> None:
     """Enqueue a job by hand. An email job is checked first, like `/api/notify` does."""
+    if priority not in queue.PRIORITIES:
+        raise CliError(f"--priority: {priority!r} is not one of {', '.join(queue.PRIORITIES)}")
+    if priority == queue.BULK and message_type in TRANSACTIONAL_ONLY:
+        raise CliError(f"--priority: {message_type} is always transactional")
     try:
         payload = json.loads(data)
     except json.JSONDecodeError as exc:
@@ -65,7 +72,9 @@ def enqueue(
         except InvalidMessage as exc:
             raise CliError(f"--data: {exc}; nothing was enqueued") from None
     with db.transaction(database_url()) as conn:
-        message_id = queue.send(conn, queue_name, payload, delay=delay or None, idempotency_key=key)
+        message_id = queue.send(
+            conn, queue_name, payload, delay=delay or None, idempotency_key=key, priority=priority
+        )
     typer.echo(json.dumps({"id": message_id, "queue": queue_name, "type": message_type}))
 
 

@@ -48,6 +48,7 @@ def consume() -> None:
     from taskflow_jobs.email.worker.consumer import Consumer, consumer_label, run_until_signalled
     from taskflow_jobs.email.worker.observer import Observer, ObserverTiming
     from taskflow_jobs.jobs.metrics import serve_consume_metrics
+    from taskflow_jobs.monitoring.pause_switch import SwitchMirror, variable_name
     from taskflow_jobs.settings import load_settings
 
     def read(wait: float | None = None) -> Any:
@@ -58,6 +59,8 @@ def consume() -> None:
     current = read()
     url = db.database_url(current)
     keeper = SettingsKeeper(lambda: read(wait=0), current).start()
+    # the pause switch of the Prefect UI, mirrored into jobs.pauses (which the claim reads)
+    mirror = SwitchMirror(url, variable_name(current), current.pause_poll_interval).start()
     timing = ObserverTiming(call_timeout=current.prefect_call_timeout)
     observer = Observer(prefect_api_url(current), consumer_label(), url, timing)
     try:
@@ -66,6 +69,7 @@ def consume() -> None:
                 Consumer(current, url, observer, latest_settings=lambda: keeper.current)
             )
     finally:
+        mirror.stop()
         keeper.stop()
 
 

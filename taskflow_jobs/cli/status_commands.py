@@ -75,6 +75,35 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
             ],
         )
     )
+    if snap.pauses:
+        console.print(
+            _table(
+                "PAUSED (taskflow-jobs queue resume, or the Prefect variable)",
+                ["queue", "type", "paused since", "for", "by"],
+                [
+                    [
+                        p.queue,
+                        p.message_type,
+                        _when(p.paused_at),
+                        _age(p.paused_for_seconds),
+                        p.source,
+                    ]
+                    for p in snap.pauses
+                ],
+            )
+        )
+    blocked = [r for r in snap.rate_limits if r["rate"] or r["blocked_for_seconds"]]
+    if blocked:
+        console.print(
+            _table(
+                "Provider rate limits (shared by every consumer)",
+                ["provider", "per second", "backing off for"],
+                [
+                    [r["provider"], r["rate"] or "-", _age(r["blocked_for_seconds"] or None)]
+                    for r in blocked
+                ],
+            )
+        )
     console.print(
         _table(
             "Latest dead letters (taskflow-jobs dlq list / dlq redrive)",

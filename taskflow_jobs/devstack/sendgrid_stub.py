@@ -2,9 +2,10 @@
 
 It checks the bearer key and that the body is JSON, records every request with the time
 it arrived, and can be told per request to answer 400, 429 with Retry-After, 500, or to
-hang. Runs in a thread (`StubServer`, for tests) or as a process
-(`python -m taskflow_jobs.devstack.sendgrid_stub --port N`, for benchmarks), where
-`GET /_stub/received` returns what it recorded and `DELETE /_stub/received` clears it.
+hang; `Throttling` answers like a rate-limited account (429 above a rate). Runs in a
+thread (`StubServer`, for tests) or as a process (for benchmarks:
+`python -m taskflow_jobs.devstack.sendgrid_stub --port N`), where `GET /_stub/received`
+returns what it recorded and `DELETE /_stub/received` clears it.
 """
 
 from __future__ import annotations
@@ -52,6 +53,31 @@ def errors(message: str, status: int) -> Reply:
         {"content-type": "application/json"},
         json.dumps({"errors": [{"message": message, "field": None}]}).encode(),
     )
+
+
+class Throttling:
+    """A script that answers like a rate-limited SendGrid: 202 while the requests stay
+    within `rate` per second (a one-second bucket), else 429 with `Retry-After`."""
+
+    def __init__(self, rate: float, retry_after: float = 1.0) -> None:
+        self.rate = rate
+        self.retry_after = retry_after
+        self.tokens = rate
+        self.at = time.monotonic()
+        self.lock = threading.Lock()
+        self.refused = 0
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return Reply()
+            self.refused += 1
+        reply = errors("too many requests", 429)
+        return Reply(429, {**reply.headers, "retry-after": f"{self.retry_after:g}"}, reply.body)
 
 
 class SendGridStub:
@@ -180,9 +206,13 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--api-key", default="test-key")
+    parser.add_argument(
+        "--rate-limit", type=float, help="answer 429 with Retry-After above this many per second"
+    )
     args = parser.parse_args()
+    script = Throttling(args.rate_limit) if args.rate_limit else None
     uvicorn.run(
-        SendGridStub(args.api_key),
+        SendGridStub(args.api_key, script),
         host=args.host,
         port=args.port,
         log_level="warning",

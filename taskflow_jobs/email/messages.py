@@ -95,6 +95,8 @@ class Notification(_Message):
 
 EmailMessage = Annotated[WelcomeEmail | TaskAssigned | Notification, Field(discriminator="type")]
 MESSAGE_TYPES: tuple[str, ...] = ("welcome_email", "task_assigned", "notification")
+# Someone is waiting for these: they never go in the bulk lane.
+TRANSACTIONAL_ONLY: tuple[str, ...] = ("welcome_email", "task_assigned")
 
 _adapter: TypeAdapter[EmailMessage] = TypeAdapter(EmailMessage)
 

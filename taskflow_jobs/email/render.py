@@ -67,15 +67,28 @@ class Renderer:
             lstrip_blocks=True,
             auto_reload=False,
         )
+        self._templates: dict[str, tuple[jinja2.Template, jinja2.Template, jinja2.Template]] = {}
+
+    def templates(self, template: str) -> tuple[jinja2.Template, jinja2.Template, jinja2.Template]:
+        """Subject, text and HTML templates of a message type, looked up once per type."""
+        found = self._templates.get(template)
+        if found is None:
+            found = self._templates[template] = (
+                self.env.get_template(f"{template}.subject.txt"),
+                self.env.get_template(f"{template}.txt"),
+                self.env.get_template(f"{template}.html"),
+            )
+        return found
 
     def render(self, template: str, context: dict[str, Any]) -> RenderedEmail:
         """Render `template` (a message type); raises TemplateProblem naming the cause."""
         values = {"product": PRODUCT, **context}
         try:
-            subject = self.env.get_template(f"{template}.subject.txt").render(values)
+            subject_template, text_template, html_template = self.templates(template)
+            subject = subject_template.render(values)
             values["subject"] = single_line(subject, SUBJECT_MAX)
-            text = self.env.get_template(f"{template}.txt").render(values)
-            html = self.env.get_template(f"{template}.html").render(values)
+            text = text_template.render(values)
+            html = html_template.render(values)
         except jinja2.TemplateNotFound as exc:
             raise TemplateProblem(f"template {exc.name!r} not found") from None
         except jinja2.UndefinedError as exc:

@@ -16,7 +16,7 @@ import psycopg
 
 from taskflow_jobs import db
 from taskflow_jobs.db import Connection
-from taskflow_jobs.jobs import queue
+from taskflow_jobs.jobs import pauses, queue
 from taskflow_jobs.monitoring import prefect_api
 from taskflow_jobs.monitoring.incidents import Problem
 from taskflow_jobs.settings import Settings
@@ -129,6 +129,26 @@ def check_queues(conn: Connection, settings: Settings, since: dt.datetime) -> li
         checks.append(_failed(name, value, threshold, "dead_letters", summary))
     else:
         checks.append(Check(name, value, threshold, True))
+    return checks + check_pauses(conn, settings)
+
+
+def check_pauses(conn: Connection, settings: Settings) -> list[Check]:
+    """Every pause and how long it has lasted; a problem (one alert) once it outlives
+    HEALTH_MAX_PAUSE, since a forgotten pause silently stops every email."""
+    checks = []
+    limit = settings.health_max_pause
+    for p in pauses.pauses(conn):
+        name = f"paused: {p.what} (by {p.source})"
+        value, threshold = f"{p.paused_for_seconds / 60:.0f} min", f"<= {limit / 60:g} min"
+        if p.paused_for_seconds > limit:
+            summary = (
+                f"{p.what[0].upper()}{p.what[1:]} paused for {p.paused_for_seconds / 3600:.1f} h "
+                f"(since {p.paused_at:%Y-%m-%d %H:%M} UTC); resume: taskflow-jobs queue resume"
+            )
+            key = f"queue_paused:{p.queue}:{p.message_type}"
+            checks.append(_failed(name, value, threshold, key, summary))
+        else:
+            checks.append(Check(name, value, threshold, True))
     return checks
 
 

@@ -7,11 +7,12 @@ The original design read `pgmq.metrics(...)`, a `job_failures` table and pg_cron
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from taskflow_jobs import db
-from taskflow_jobs.jobs import queue
+from taskflow_jobs.jobs import pauses, queue
+from taskflow_jobs.jobs.pauses import Pause
 from taskflow_jobs.monitoring import prefect_api
 from taskflow_jobs.monitoring.prefect_api import (
     FLOW_NAMES,
@@ -29,6 +30,8 @@ class Snapshot:
     recent_failures: list[dict[str, Any]]
     deployments: list[DeploymentStatus]
     prefect_error: str | None = None
+    pauses: list[Pause] = field(default_factory=list)
+    rate_limits: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +44,8 @@ class Snapshot:
             "recent_failures": self.recent_failures,
             "deployments": [asdict(d) for d in self.deployments],
             "prefect_error": self.prefect_error,
+            "pauses": [p.to_json() for p in self.pauses],
+            "rate_limits": self.rate_limits,
         }
 
 
@@ -55,6 +60,8 @@ def database_snapshot(url: str, dead_letter_limit: int = 5) -> Snapshot:
             dead_letters=queue.dead_letters(conn, limit=dead_letter_limit),
             recent_failures=recent_failures(conn),
             deployments=[],
+            pauses=pauses.pauses(conn),
+            rate_limits=conn.execute(query("rate_limits")).fetchall(),
         )
 
 

@@ -26,7 +26,7 @@ CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamp with time
     SELECT id FROM done;
 $$;
 
-CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer)
+CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer, priority smallint)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     SET enable_seqscan TO 'off'
@@ -35,7 +35,14 @@ CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_time
 DECLARE
     v_ids bigint[];
     v_lost bigint[];
+    v_paused text[];
 BEGIN
+    SELECT coalesce(array_agg(p.message_type), '{}') INTO v_paused
+    FROM jobs.pauses p WHERE p.queue = p_queue;
+    IF '*' = ANY (v_paused) THEN
+        RETURN;
+    END IF;
+
     SELECT coalesce(array_agg(c.id), '{}'), coalesce(array_agg(c.id) FILTER (WHERE c.lost), '{}')
     INTO v_ids, v_lost
     FROM (
@@ -43,7 +50,8 @@ BEGIN
         FROM jobs.messages m
         WHERE m.queue = p_queue AND m.visible_at <= p_now
           AND (m.leased_until IS NULL OR m.leased_until <= p_now)
-        ORDER BY m.visible_at, m.id
+          AND (cardinality(v_paused) = 0 OR NOT coalesce(m.payload ->> 'type', '') = ANY (v_paused))
+        ORDER BY m.priority, m.visible_at, m.id
         LIMIT p_batch_size
         FOR UPDATE SKIP LOCKED
     ) c;
@@ -53,12 +61,13 @@ BEGIN
             DELETE FROM jobs.messages m WHERE m.id = ANY (v_lost) RETURNING m.*
         )
         INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
-                                       max_attempts, errors, reason, idempotency_key, redrive_count)
+                                       max_attempts, errors, reason, idempotency_key, redrive_count,
+                                       priority)
         SELECT l.id, l.queue, l.payload, l.enqueued_at, p_now, l.attempt, l.max_attempts,
                l.errors || jsonb_build_object('at', p_now, 'attempt', l.attempt,
                                               'error', 'visibility timeout expired before ack'),
                'attempts exhausted: the last attempt''s visibility timeout expired before ack',
-               l.idempotency_key, l.redrive_count
+               l.idempotency_key, l.redrive_count, l.priority
         FROM lost l;
         v_ids := ARRAY(SELECT unnest(v_ids) EXCEPT SELECT unnest(v_lost));
     END IF;
@@ -74,7 +83,7 @@ BEGIN
                  END
     WHERE m.id = ANY (v_ids)
     RETURNING m.id, m.queue, m.payload, m.attempt, m.max_attempts, m.errors, m.enqueued_at,
-              m.redrive_count;
+              m.redrive_count, m.priority;
 END $$;
 
 CREATE FUNCTION jobs.current_actor(p_fallback uuid) RETURNS uuid
@@ -99,10 +108,11 @@ CREATE FUNCTION jobs.dead_letter(p_ids bigint[], p_reasons text[], p_token uuid,
         RETURNING m.*, r.reason
     )
     INSERT INTO jobs.dead_letters (id, queue, payload, enqueued_at, dead_lettered_at, attempt,
-                                   max_attempts, errors, reason, idempotency_key, redrive_count)
+                                   max_attempts, errors, reason, idempotency_key, redrive_count,
+                                   priority)
     SELECT id, queue, payload, enqueued_at, p_now, attempt, max_attempts,
            errors || jsonb_build_object('at', p_now, 'attempt', attempt, 'error', reason),
-           reason, idempotency_key, redrive_count
+           reason, idempotency_key, redrive_count, priority
     FROM failed
     RETURNING id;
 $$;
@@ -216,6 +226,26 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION jobs.pause(p_queue text, p_type text, p_source text, p_now timestamp with time zone DEFAULT now()) RETURNS timestamp with time zone
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    INSERT INTO jobs.pauses (queue, message_type, paused_at, source)
+    VALUES (p_queue, coalesce(p_type, '*'), p_now, p_source)
+    ON CONFLICT (queue, message_type) DO UPDATE SET source = excluded.source;
+    SELECT paused_at FROM jobs.pauses WHERE queue = p_queue AND message_type = coalesce(p_type, '*');
+$$;
+
+CREATE FUNCTION jobs.provider_backoff(p_provider text, p_until timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    INSERT INTO jobs.rate_limits AS l (provider, blocked_until) VALUES (p_provider, p_until)
+    ON CONFLICT (provider) DO UPDATE
+    SET blocked_until = greatest(l.blocked_until, excluded.blocked_until)
+    RETURNING blocked_until;
+$$;
+
 CREATE FUNCTION jobs.redrive(p_ids bigint[] DEFAULT NULL::bigint[], p_queue text DEFAULT NULL::text, p_type text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
@@ -228,9 +258,9 @@ CREATE FUNCTION jobs.redrive(p_ids bigint[] DEFAULT NULL::bigint[], p_queue text
         RETURNING d.*
     )
     INSERT INTO jobs.messages (id, queue, payload, enqueued_at, visible_at, attempt, max_attempts,
-                               errors, idempotency_key, redrive_count)
+                               errors, idempotency_key, redrive_count, priority)
     SELECT id, queue, payload, enqueued_at, p_now, 0, max_attempts, errors, idempotency_key,
-           redrive_count + 1
+           redrive_count + 1, priority
     FROM revived
     RETURNING id;
 $$;
@@ -246,6 +276,25 @@ CREATE FUNCTION jobs.release(p_ids bigint[], p_token uuid, p_now timestamp with 
     RETURNING m.id;
 $$;
 
+CREATE FUNCTION jobs.resume(p_queue text, p_type text) RETURNS SETOF text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_type text;
+BEGIN
+    FOR v_type IN
+        DELETE FROM jobs.pauses p
+        WHERE p.queue = p_queue AND (p_type IS NULL OR p.message_type = p_type)
+        RETURNING p.message_type
+    LOOP
+        RETURN NEXT v_type;
+    END LOOP;
+    IF FOUND THEN
+        PERFORM pg_notify('jobs_new_message', p_queue);
+    END IF;
+END $$;
+
 CREATE FUNCTION jobs.retry_later(p_ids bigint[], p_errors text[], p_delays interval[], p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
     LANGUAGE sql SECURITY DEFINER
     SET search_path TO ''
@@ -260,7 +309,7 @@ CREATE FUNCTION jobs.retry_later(p_ids bigint[], p_errors text[], p_delays inter
     RETURNING m.id;
 $$;
 
-CREATE FUNCTION jobs.send(p_queue text, p_payload jsonb, p_delay interval DEFAULT NULL::interval, p_idempotency_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT NULL::integer) RETURNS bigint
+CREATE FUNCTION jobs.send(p_queue text, p_payload jsonb, p_delay interval DEFAULT NULL::interval, p_idempotency_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT NULL::integer, p_priority smallint DEFAULT 0) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -286,13 +335,13 @@ BEGIN
             RETURN v_id;
         END IF;
     END IF;
-    INSERT INTO jobs.messages (id, queue, payload, visible_at, max_attempts, idempotency_key)
+    INSERT INTO jobs.messages (id, queue, payload, visible_at, max_attempts, idempotency_key, priority)
     VALUES (v_id, p_queue, p_payload, now() + coalesce(p_delay, interval '0'),
-            coalesce(p_max_attempts, v_max), p_idempotency_key);
+            coalesce(p_max_attempts, v_max), p_idempotency_key, coalesce(p_priority, 0));
     RETURN v_id;
 END $$;
 
-CREATE FUNCTION jobs.send_batch(p_queue text, p_payloads jsonb[], p_delay interval DEFAULT NULL::interval) RETURNS SETOF bigint
+CREATE FUNCTION jobs.send_batch(p_queue text, p_payloads jsonb, p_delay interval DEFAULT NULL::interval, p_priority smallint DEFAULT 0) RETURNS SETOF bigint
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
@@ -304,11 +353,66 @@ BEGIN
         RAISE EXCEPTION 'jobs.send_batch: unknown queue "%"', p_queue USING ERRCODE = 'invalid_parameter_value';
     END IF;
     RETURN QUERY
-    INSERT INTO jobs.messages (queue, payload, visible_at, max_attempts)
-    SELECT p_queue, p.payload, now() + coalesce(p_delay, interval '0'), v_max
-    FROM unnest(p_payloads) WITH ORDINALITY AS p (payload, ord)
+    INSERT INTO jobs.messages (queue, payload, visible_at, max_attempts, priority)
+    SELECT p_queue, p.payload, now() + coalesce(p_delay, interval '0'), v_max, coalesce(p_priority, 0)
+    FROM jsonb_array_elements(p_payloads) WITH ORDINALITY AS p (payload, ord)
     ORDER BY p.ord
     RETURNING id;
+END $$;
+
+CREATE FUNCTION jobs.set_pauses(p_queue text, p_types text[], p_source text, p_now timestamp with time zone DEFAULT now()) RETURNS void
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+    DELETE FROM jobs.pauses p
+    WHERE p.queue = p_queue AND NOT (p.message_type = ANY (p_types));
+    IF FOUND THEN
+        PERFORM pg_notify('jobs_new_message', p_queue);
+    END IF;
+    INSERT INTO jobs.pauses (queue, message_type, paused_at, source)
+    SELECT p_queue, t, p_now, p_source FROM unnest(p_types) AS t
+    ON CONFLICT (queue, message_type) DO NOTHING;
+END $$;
+
+CREATE FUNCTION jobs.take_tokens(p_provider text, p_want integer, p_rate double precision, p_burst double precision, p_now timestamp with time zone DEFAULT clock_timestamp()) RETURNS TABLE(granted integer, wait_seconds double precision)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+    r jobs.rate_limits;
+    v_tokens double precision;
+BEGIN
+    INSERT INTO jobs.rate_limits (provider, rate, burst, tokens, refilled_at)
+    VALUES (p_provider, p_rate, p_burst, 0, p_now)
+    ON CONFLICT (provider) DO NOTHING;
+    SELECT * INTO r FROM jobs.rate_limits l WHERE l.provider = p_provider FOR UPDATE;
+    IF r.blocked_until > p_now THEN
+        granted := 0;
+        wait_seconds := extract(epoch FROM r.blocked_until - p_now);
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF p_rate IS NULL THEN
+        granted := p_want;
+        wait_seconds := 0;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    v_tokens := least(p_burst,
+                      r.tokens + greatest(0, extract(epoch FROM p_now - r.refilled_at)) * p_rate);
+    IF v_tokens - p_want < -p_rate THEN
+        granted := 0;
+        wait_seconds := (p_want - p_rate - v_tokens) / p_rate;
+    ELSE
+        v_tokens := v_tokens - p_want;
+        granted := p_want;
+        wait_seconds := greatest(0, -v_tokens / p_rate);
+    END IF;
+    UPDATE jobs.rate_limits l
+    SET rate = p_rate, burst = p_burst, tokens = v_tokens, refilled_at = greatest(p_now, r.refilled_at)
+    WHERE l.provider = p_provider;
+    RETURN NEXT;
 END $$;
 
 CREATE FUNCTION public.create_profile_for_new_user() RETURNS trigger
@@ -375,6 +479,7 @@ CREATE TABLE jobs.dead_letters (
     reason text NOT NULL,
     idempotency_key text,
     redrive_count integer NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
     CONSTRAINT dead_letters_reason_check CHECK ((reason <> ''::text))
 );
 
@@ -398,10 +503,12 @@ CREATE TABLE jobs.messages (
     claim_token uuid,
     idempotency_key text,
     redrive_count integer DEFAULT 0 NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
     CONSTRAINT messages_attempt_check CHECK ((attempt >= 0)),
     CONSTRAINT messages_check CHECK (((claim_token IS NULL) = (leased_until IS NULL))),
     CONSTRAINT messages_errors_check CHECK ((jsonb_typeof(errors) = 'array'::text)),
-    CONSTRAINT messages_max_attempts_check CHECK ((max_attempts > 0))
+    CONSTRAINT messages_max_attempts_check CHECK ((max_attempts > 0)),
+    CONSTRAINT messages_priority_lane CHECK ((priority = ANY (ARRAY[0, 1])))
 )
 WITH (fillfactor='50');
 
@@ -412,6 +519,20 @@ ALTER TABLE jobs.messages ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     NO MINVALUE
     NO MAXVALUE
     CACHE 1
+);
+
+CREATE TABLE jobs.pause_mirror (
+    name text NOT NULL,
+    variable_updated timestamp with time zone NOT NULL
+);
+
+CREATE TABLE jobs.pauses (
+    queue text NOT NULL,
+    message_type text DEFAULT '*'::text NOT NULL,
+    paused_at timestamp with time zone DEFAULT now() NOT NULL,
+    source text NOT NULL,
+    CONSTRAINT pauses_message_type_check CHECK ((message_type <> ''::text)),
+    CONSTRAINT pauses_source CHECK ((source = ANY (ARRAY['cli'::text, 'prefect'::text])))
 );
 
 CREATE TABLE jobs.prefect_outbox (
@@ -452,6 +573,17 @@ CREATE TABLE jobs.queues (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT queues_max_attempts_check CHECK ((max_attempts > 0)),
     CONSTRAINT queues_name_check CHECK ((name ~ '^[a-z][a-z0-9_]{0,62}$'::text))
+);
+
+CREATE TABLE jobs.rate_limits (
+    provider text NOT NULL,
+    rate double precision,
+    burst double precision,
+    tokens double precision DEFAULT 0 NOT NULL,
+    refilled_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    blocked_until timestamp with time zone,
+    CONSTRAINT rate_limits_burst_check CHECK ((burst >= (1)::double precision)),
+    CONSTRAINT rate_limits_rate_check CHECK ((rate > (0)::double precision))
 );
 
 CREATE VIEW jobs.recent_failures AS
@@ -578,11 +710,20 @@ ALTER TABLE ONLY jobs.idempotency_keys
 ALTER TABLE ONLY jobs.messages
     ADD CONSTRAINT messages_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY jobs.pause_mirror
+    ADD CONSTRAINT pause_mirror_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY jobs.pauses
+    ADD CONSTRAINT pauses_pkey PRIMARY KEY (queue, message_type);
+
 ALTER TABLE ONLY jobs.prefect_outbox
     ADD CONSTRAINT prefect_outbox_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY jobs.queues
     ADD CONSTRAINT queues_pkey PRIMARY KEY (name);
+
+ALTER TABLE ONLY jobs.rate_limits
+    ADD CONSTRAINT rate_limits_pkey PRIMARY KEY (provider);
 
 ALTER TABLE ONLY jobs.webhook_receipts
     ADD CONSTRAINT webhook_receipts_pkey PRIMARY KEY (key);
@@ -612,7 +753,7 @@ CREATE INDEX dead_letters_queue_at_idx ON jobs.dead_letters USING btree (queue, 
 
 CREATE INDEX idempotency_keys_created_at_idx ON jobs.idempotency_keys USING btree (created_at);
 
-CREATE INDEX messages_claim_idx ON jobs.messages USING btree (queue, visible_at, id);
+CREATE INDEX messages_claim_idx ON jobs.messages USING btree (queue, priority, visible_at, id);
 
 CREATE INDEX webhook_receipts_expires_at_idx ON jobs.webhook_receipts USING btree (expires_at);
 
@@ -640,6 +781,9 @@ CREATE TRIGGER tasks_maintain_timestamps BEFORE INSERT OR UPDATE ON public.tasks
 
 ALTER TABLE ONLY jobs.messages
     ADD CONSTRAINT messages_queue_fkey FOREIGN KEY (queue) REFERENCES jobs.queues(name);
+
+ALTER TABLE ONLY jobs.pauses
+    ADD CONSTRAINT pauses_queue_fkey FOREIGN KEY (queue) REFERENCES jobs.queues(name);
 
 ALTER TABLE ONLY public.profiles
     ADD CONSTRAINT profiles_id_fkey FOREIGN KEY (id) REFERENCES auth.users(id) ON DELETE CASCADE;

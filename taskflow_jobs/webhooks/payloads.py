@@ -15,7 +15,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.datastructures import Headers
 
-from taskflow_jobs.email.messages import Email, InvalidMessage, parse_message
+from taskflow_jobs.email.messages import TRANSACTIONAL_ONLY, Email, InvalidMessage, parse_message
 from taskflow_jobs.webhooks.errors import ApiError
 
 EVENT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*$")
@@ -163,13 +163,16 @@ IdempotencyKey = Annotated[str, Field(pattern=KEY_PATTERN.pattern)]
 
 
 class NotifyRequest(BaseModel):
-    """`{"type", "data", "idempotency_key"?}`; the job payload is `{"type": type, **data}`."""
+    """`{"type", "data", "idempotency_key"?, "priority"?}`; the job payload is
+    `{"type": type, **data}`. `"priority": "bulk"` puts a notification behind every
+    transactional email (a bulk send must not delay a password reset)."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Annotated[str, Field(min_length=1, max_length=100)]
     data: dict[str, Any]
     idempotency_key: IdempotencyKey | None = None
+    priority: Literal["transactional", "bulk"] = "transactional"
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,7 @@ class Notification:
     payload: dict[str, Any]
     message_type: str
     idempotency_key: str | None
+    priority: str = "transactional"
 
 
 def plan_notify(body: dict[str, Any], headers: Headers) -> Notification:
@@ -187,13 +191,15 @@ def plan_notify(body: dict[str, Any], headers: Headers) -> Notification:
         message = parse_message(payload)
     except InvalidMessage as exc:
         raise ApiError(422, "invalid payload", _data_path(str(exc))) from None
+    if request.priority == "bulk" and message.type in TRANSACTIONAL_ONLY:
+        raise ApiError(422, "invalid payload", f"priority: {message.type} is always transactional")
     key = request.idempotency_key or delivery_id(headers)
     if message.type == "welcome_email":
         # one welcome per user whichever path enqueues it (the trigger uses this key too)
         key = f"welcome_email:{message.user_id}"
     elif key is not None:
         key = f"notify:{key}"  # never collides with the keys the triggers build
-    return Notification(payload, message.type, key)
+    return Notification(payload, message.type, key, request.priority)
 
 
 def _data_path(reason: str) -> str:

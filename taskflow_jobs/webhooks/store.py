@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE
 from taskflow_jobs.sql import query
 from taskflow_jobs.webhooks.errors import ApiError
@@ -122,6 +123,7 @@ async def enqueue_notification(conn: AsyncConnection, note: Notification) -> Job
         "delay": None,
         "idempotency_key": note.idempotency_key,
         "max_attempts": None,
+        "priority": queue.lane(note.priority),
     }
     row = await (await conn.execute(query("send"), params)).fetchone()
     job_id = row["id"]

@@ -152,3 +152,10 @@ def test_tests_import_helpers_from_support_not_from_conftests() -> None:
             if isinstance(node, ast.ImportFrom) and (node.module or "").endswith("conftest"):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_cli_does_not_import_prefect_before_choosing_its_api_url() -> None:
+    """`default_prefect_api` sets PREFECT_API_URL; Prefect reads it once, when imported."""
+    code = "import sys, taskflow_jobs.cli; print('prefect' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -21,11 +21,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from taskflow_jobs.email.compose import OutgoingEmail
+from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
 
 class SendStatus(StrEnum):
@@ -42,17 +43,22 @@ class SendResult:
     error: str | None = None
     retry_after: float | None = None
     duration_ms: float | None = None  # how long the provider took (for the logs)
+    throttled: bool = False  # the provider asked every sender to slow down (a 429)
 
     def timed(self, started: float) -> SendResult:
-        return replace(self, duration_ms=round((time.perf_counter() - started) * 1000, 1))
+        # built directly: dataclasses.replace costs more than the rest of a result's life
+        duration = round((time.perf_counter() - started) * 1000, 1)
+        return SendResult(self.status, self.error, self.retry_after, duration, self.throttled)
 
     @classmethod
     def accepted(cls) -> SendResult:
         return cls(SendStatus.ACCEPTED)
 
     @classmethod
-    def transient(cls, error: str, retry_after: float | None = None) -> SendResult:
-        return cls(SendStatus.TRANSIENT, error, retry_after)
+    def transient(
+        cls, error: str, retry_after: float | None = None, *, throttled: bool = False
+    ) -> SendResult:
+        return cls(SendStatus.TRANSIENT, error, retry_after, throttled=throttled)
 
     @classmethod
     def permanent(cls, error: str) -> SendResult:
@@ -107,12 +113,16 @@ class ConcurrentSession:
     """A session for providers that send each email on its own (HTTP API, files).
 
     `limit` is shared by every session of the provider, so the provider's concurrency
-    limit holds however many batches run at once.
+    limit holds however many batches run at once; `throttle` is its rate limit, shared
+    with every other consumer.
     """
 
-    def __init__(self, provider: SendsOne, limit: asyncio.Semaphore) -> None:
+    def __init__(
+        self, provider: SendsOne, limit: asyncio.Semaphore, throttle: ProviderThrottle = UNLIMITED
+    ) -> None:
         self.provider = provider
         self.limit = limit
+        self.throttle = throttle
         self.unavailable = False
 
     async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
@@ -120,8 +130,12 @@ class ConcurrentSession:
             async with self.limit:
                 if self.unavailable or not control.may_send():
                     return NOT_SENT
+                if not await self.throttle.wait(control.deadline, control.stop):
+                    return NOT_SENT
                 started = time.perf_counter()
                 result = (await self.provider.send_one(item)).timed(started)
+                if result.throttled:
+                    await self.throttle.aback_off(result.retry_after)
                 if result.status is SendStatus.UNAVAILABLE:
                     self.unavailable = True  # the rest would fail the same way
                 return result
@@ -131,6 +145,6 @@ class ConcurrentSession:
 
 @asynccontextmanager
 async def concurrent_session(
-    provider: SendsOne, limit: asyncio.Semaphore
+    provider: SendsOne, limit: asyncio.Semaphore, throttle: ProviderThrottle = UNLIMITED
 ) -> AsyncIterator[ConcurrentSession]:
-    yield ConcurrentSession(provider, limit)
+    yield ConcurrentSession(provider, limit, throttle)

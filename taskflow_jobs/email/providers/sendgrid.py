@@ -15,10 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from taskflow_jobs.backoff import parse_retry_after
 from taskflow_jobs.email.compose import MESSAGE_ID_HEADER, OutgoingEmail
 from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, concurrent_session
+from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
 SEND_PATH = "/v3/mail/send"
 
@@ -30,11 +32,13 @@ def _address(addr: Any) -> dict[str, str]:
     return entry
 
 
-def request_body(item: OutgoingEmail) -> dict[str, Any]:
-    """The v3 mail/send JSON for one email (text/plain must come before text/html)."""
+def request_body(item: OutgoingEmail, sender: dict[str, str] | None = None) -> dict[str, Any]:
+    """The v3 mail/send JSON for one email (text/plain must come before text/html).
+
+    `sender`: the `from` object, when the caller built it once for every email."""
     return {
         "personalizations": [{"to": [_address(item.recipient)]}],
-        "from": _address(item.sender),
+        "from": sender or _address(item.sender),
         "subject": item.subject,
         "content": [
             {"type": "text/plain", "value": item.text},
@@ -74,7 +78,9 @@ def classify_response(
         reset = headers.get("x-ratelimit-reset")
         if retry_after is None and reset and reset.isdigit():
             retry_after = max(0.0, int(reset) - (now if now is not None else time.time()))
-        return SendResult.transient(f"SendGrid 429 rate limited{suffix}", retry_after)
+        return SendResult.transient(
+            f"SendGrid 429 rate limited{suffix}", retry_after, throttled=True
+        )
     if status in (401, 403):
         # the key or the sender identity is wrong: every message would fail the same way
         return SendResult.unavailable(
@@ -96,6 +102,7 @@ class SendGridProvider:
         *,
         concurrency: int = 8,
         timeout: float = 30.0,
+        throttle: ProviderThrottle = UNLIMITED,
     ) -> None:
         self.url = api_url.rstrip("/") + SEND_PATH
         self.host = urlsplit(self.url).netloc
@@ -103,16 +110,28 @@ class SendGridProvider:
         self.client = httpx.AsyncClient(
             timeout=timeout,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "taskflow-jobs"},
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": "taskflow-jobs",
+                "Content-Type": "application/json",
+            },
         )
         self.limit = asyncio.Semaphore(concurrency)
+        self.throttle = throttle
+        self._sender: tuple[Any, dict[str, str]] | None = None  # EMAIL_FROM, as JSON once
 
     def session(self) -> AbstractAsyncContextManager[ConcurrentSession]:
-        return concurrent_session(self, self.limit)
+        return concurrent_session(self, self.limit, self.throttle)
+
+    def encode(self, item: OutgoingEmail) -> bytes:
+        """The request body; the sender's JSON is built once, not once per email."""
+        if self._sender is None or self._sender[0] is not item.sender:
+            self._sender = (item.sender, _address(item.sender))
+        return orjson.dumps(request_body(item, self._sender[1]))
 
     async def send_one(self, item: OutgoingEmail) -> SendResult:
         try:
-            response = await self.client.post(self.url, json=request_body(item))
+            response = await self.client.post(self.url, content=self.encode(item))
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             return SendResult.unavailable(f"cannot connect to SendGrid at {self.host}: {_why(exc)}")
         except httpx.TimeoutException as exc:
@@ -125,6 +144,7 @@ class SendGridProvider:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+        self.throttle.close()
 
 
 def _why(exc: Exception) -> str:

@@ -20,6 +20,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 
 from taskflow_jobs.email.compose import OutgoingEmail
 from taskflow_jobs.email.providers.base import NOT_SENT, SendControl, SendResult
+from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
 log = logging.getLogger(__name__)
 IMPLICIT_TLS_PORT = 465
@@ -53,7 +54,9 @@ class SmtpProvider:
         password: str | None = None,
         starttls: bool = True,
         timeout: float = 30.0,
+        throttle: ProviderThrottle = UNLIMITED,
     ) -> None:
+        self.throttle = throttle
         self.host = host
         self.port = port
         self.username = username
@@ -66,7 +69,7 @@ class SmtpProvider:
         return _session(self)
 
     async def aclose(self) -> None:
-        return None
+        self.throttle.close()
 
     def connect(self) -> smtplib.SMTP:
         """Open, secure and authenticate a connection; ConnectionProblem says what failed."""
@@ -132,6 +135,9 @@ class SmtpSession:
         drops = 0
         for index, item in enumerate(emails):
             if not control.may_send():
+                results.append(NOT_SENT)
+                continue
+            if not self.provider.throttle.wait_blocking(control.deadline, control.stop.is_set):
                 results.append(NOT_SENT)
                 continue
             if self.smtp is not None and self.sent_on_connection >= MESSAGES_PER_CONNECTION:

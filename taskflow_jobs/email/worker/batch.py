@@ -111,7 +111,7 @@ class Dispatcher:
         self.batch_size = settings.email_batch_size
         self.visibility_timeout = settings.email_visibility_timeout
         self.sender = parse_sender(settings.email_from)
-        self.provider = provider or create_provider(settings)
+        self.provider = provider or create_provider(settings, database_url=url)
         self.renderer = Renderer()
         self.policy = RetryPolicy(
             settings.email_backoff_base, settings.email_backoff_cap, settings.email_max_attempts

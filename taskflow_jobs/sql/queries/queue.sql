@@ -1,19 +1,20 @@
 -- send --
 -- Enqueue one message in the caller's transaction; returns its id (or the key holder's).
-SELECT jobs.send(%(queue)s, %(payload)s, %(delay)s, %(idempotency_key)s, %(max_attempts)s) AS id;
+SELECT jobs.send(%(queue)s, %(payload)s, %(delay)s, %(idempotency_key)s, %(max_attempts)s,
+                 %(priority)s::smallint) AS id;
 
 -- send_batch --
--- Enqueue many messages without keys; ids in input order.
-SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb[], %(delay)s) AS id;
+-- Enqueue many messages without keys (payloads: one JSON array); ids in input order.
+SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb, %(delay)s, %(priority)s::smallint) AS id;
 
 -- claim --
 -- Lease up to batch_size visible messages to a token (columns in Message's field order;
--- an empty error history comes back as NULL, which is cheaper to decode).
+-- an empty error history comes back as NULL, which is cheaper to decode), lane by lane.
 SELECT id, queue, payload, attempt, max_attempts, nullif(errors, '[]'::jsonb), enqueued_at,
        redrive_count
 FROM jobs.claim(%(queue)s, %(batch_size)s, %(visibility_timeout)s, %(token)s,
                          coalesce(%(now)s::timestamptz, now()))
-ORDER BY id;
+ORDER BY priority, id;
 
 -- ack --
 -- Archive delivered messages still leased to the token.
