@@ -107,6 +107,12 @@ class ProviderThrottle:
                 granted, wait = self._take_tokens(self.chunk)
             except (psycopg.Error, DatabaseUnavailable) as exc:
                 self._close()
+                if self.rate is None:
+                    # no limit to keep, only the shared backoff to hear of: not worth
+                    # holding sends for (the settle will meet the outage and say so)
+                    with self._lock:
+                        self._backoff_checked = time.monotonic()
+                    return 0.0
                 if not self._database_down:
                     log.warning(
                         "rate limit %s: database unreachable (%s); not sending until it is back",
