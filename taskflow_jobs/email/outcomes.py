@@ -23,6 +23,7 @@ class Action(StrEnum):
     RETRIED = "retried"
     DEAD_LETTERED = "dead-lettered"
     RELEASED = "released"
+    SKIPPED = "skipped"  # finalised unsent: the recipient opted out or is suppressed
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -21,6 +22,8 @@ from taskflow_jobs.email.compose import MESSAGE_ID_HEADER, OutgoingEmail
 from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, concurrent_session
 
 SEND_PATH = "/v3/mail/send"
+# a 400 naming this field refuses the recipient's address (a hard bounce at send time)
+_RECIPIENT_FIELD = re.compile(r"personalizations\.\d+\.to\.\d+\.email")
 
 
 def _address(addr: Any) -> dict[str, str]:
@@ -40,7 +43,7 @@ def request_body(item: OutgoingEmail) -> dict[str, Any]:
             {"type": "text/plain", "value": item.text},
             {"type": "text/html", "value": item.html},
         ],
-        "headers": {MESSAGE_ID_HEADER: str(item.message_id)},
+        "headers": {MESSAGE_ID_HEADER: str(item.message_id), **dict(item.headers)},
         "custom_args": {"taskflow_message_id": str(item.message_id), "type": item.message_type},
     }
 
@@ -58,6 +61,17 @@ def _error_details(body: str) -> str:
     except (ValueError, AttributeError):
         text = body.strip()
     return text[:300]
+
+
+def _refuses_recipient(body: str) -> bool:
+    try:
+        errors = json.loads(body).get("errors") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(
+        isinstance(e, dict) and _RECIPIENT_FIELD.fullmatch(str(e.get("field") or ""))
+        for e in errors
+    )
 
 
 def classify_response(
@@ -83,6 +97,10 @@ def classify_response(
         )
     if status == 408 or status >= 500:
         return SendResult.transient(f"SendGrid {status}{suffix}")
+    if status == 400 and _refuses_recipient(body):
+        return SendResult.hard_bounce(
+            f"SendGrid {status}{suffix}", "hard bounce (SendGrid refused the address)"
+        )
     return SendResult.permanent(f"SendGrid {status}{suffix}")
 
 
