@@ -7,7 +7,7 @@ The original design read `pgmq.metrics(...)`, a `job_failures` table and pg_cron
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from taskflow_jobs import db
@@ -29,6 +29,7 @@ class Snapshot:
     recent_failures: list[dict[str, Any]]
     deployments: list[DeploymentStatus]
     prefect_error: str | None = None
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # last day, by type and why
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class Snapshot:
             "recent_failures": self.recent_failures,
             "deployments": [asdict(d) for d in self.deployments],
             "prefect_error": self.prefect_error,
+            "skipped_last_day": self.skipped,
         }
 
 
@@ -55,6 +57,7 @@ def database_snapshot(url: str, dead_letter_limit: int = 5) -> Snapshot:
             dead_letters=queue.dead_letters(conn, limit=dead_letter_limit),
             recent_failures=recent_failures(conn),
             deployments=[],
+            skipped=conn.execute(query("skipped_counts")).fetchall(),
         )
 
 

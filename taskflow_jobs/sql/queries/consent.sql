@@ -51,8 +51,8 @@ WHERE notification_preferences.enabled IS DISTINCT FROM excluded.enabled
 RETURNING user_id;
 
 -- skipped_counts --
--- Messages finalised as skipped since `since`, by reason kind (for `status`).
-SELECT split_part(skipped_reason, ':', 1) AS kind, count(*) AS n
+-- Messages finalised as skipped in the last day, by type and why (opted out / suppressed), for `status`.
+SELECT payload ->> 'type' AS type, split_part(skipped_reason, ':', 1) AS why, count(*) AS count
 FROM jobs.archive
-WHERE skipped_reason IS NOT NULL AND finalized_at >= %(since)s
-GROUP BY 1 ORDER BY 2 DESC;
+WHERE skipped_reason IS NOT NULL AND finalized_at >= now() - interval '1 day'
+GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2;
