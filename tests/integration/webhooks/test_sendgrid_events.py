@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import EMAIL_QUEUE, SettingsError, load_settings
 from taskflow_jobs.webhooks.sendgrid_events import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from tests.integration.webhooks.conftest import Receiver, running_receiver
 from tests.support.dispatch_helpers import drain
+from tests.support.receiver import Receiver, running_receiver
 
 PATH = "/webhooks/sendgrid/events"
 

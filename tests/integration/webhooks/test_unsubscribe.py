@@ -20,8 +20,8 @@ from taskflow_jobs import db
 from taskflow_jobs.email.unsubscribe import TYPE_CODES, make_token, signing_key
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.settings import load_settings
-from tests.integration.webhooks.conftest import SECRET, Receiver, running_receiver
 from tests.support.dispatch_helpers import drain, signup
+from tests.support.receiver import SECRET, Receiver, running_receiver
 
 KEY = signing_key(load_settings(webhook_secret=SECRET)) or b""  # the receiver's derived key
 TOKEN_URL = re.compile(r"<(http://[^>]+/unsubscribe/[A-Za-z0-9_-]{44})>")
