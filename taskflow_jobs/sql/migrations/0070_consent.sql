@@ -11,6 +11,10 @@ CREATE TABLE public.notification_preferences (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, type)
 );
+-- Where an API exposes public (Supabase's PostgREST), no anon or authenticated role sees
+-- or changes anyone's rows until the app adds its own policies (e.g. user_id = auth.uid());
+-- the owner (our migrations, the dispatcher, the receiver) and service_role bypass RLS.
+ALTER TABLE public.notification_preferences ENABLE ROW LEVEL SECURITY;
 
 -- Addresses that get no more email (hard bounces, spam reports, unsubscribes, the CLI).
 -- Compared case-insensitively: the unique index is on lower(email).
