@@ -72,7 +72,7 @@ def suppress_remove(
 @suppress_command("list")
 def suppress_list(
     match: Annotated[str | None, typer.Option(help="Address contains this text")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Rows as JSON")] = False,
 ) -> None:
     """Suppressed addresses, newest first."""

@@ -57,3 +57,19 @@ LANGUAGE sql SECURITY DEFINER SET search_path = '' AS $$
     )
     SELECT id FROM done;
 $$;
+
+-- None of it is for the API roles where an API exposes the database (Supabase's anon and
+-- authenticated): the app grants its users what its own policies allow.
+REVOKE ALL ON FUNCTION jobs.skip(bigint[], text[], uuid, timestamptz) FROM PUBLIC;
+REVOKE ALL ON jobs.suppressions FROM PUBLIC;
+REVOKE ALL ON public.notification_preferences FROM PUBLIC;
+DO $$
+DECLARE
+    api_role text;
+BEGIN
+    FOR api_role IN SELECT rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated') LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION jobs.skip(bigint[], text[], uuid, timestamptz) FROM %I', api_role);
+        EXECUTE format('REVOKE ALL ON jobs.suppressions FROM %I', api_role);
+        EXECUTE format('REVOKE ALL ON public.notification_preferences FROM %I', api_role);
+    END LOOP;
+END $$;
