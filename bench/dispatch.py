@@ -9,6 +9,13 @@
    transaction each; latency = stub receipt time - time just before the INSERT (which
    commits) was issued. Goal: p50 <= 100 ms, p99 <= 1 s.
 3. Prefect task runs per 10,000 emails in both phases (goal: a few hundred at most).
+4. Consent: task_assigned and notification emails to users who have preference rows,
+   with 10,000 other addresses on the suppression list, dispatched by the library loop
+   (no Prefect, so the check's cost is not diluted) with the consent step (one query per
+   batch, List-Unsubscribe tokens) vs the same dispatcher without it, same messages, same
+   stub, alternating rounds (median of the rounds' ratios). Goal: consent_ratio >= 0.95.
+   Also the dispatcher process's CPU time per email in both (consent_cpu_ratio), which
+   a busy shared machine disturbs less than wall-clock throughput.
 
 Starts its own embedded PostgreSQL and Prefect server (like `make run`) in a temporary
 directory, on free ports. The machine is shared: figures are indicative.
@@ -41,6 +48,10 @@ THROUGHPUT_EMAILS = int(os.environ.get("BENCH_EMAILS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 LATENCY_RATE = 100  # signups per second
 LATENCY_SECONDS = int(os.environ.get("BENCH_LATENCY_SECONDS", "30"))
+CONSENT_EMAILS = int(os.environ.get("BENCH_CONSENT_EMAILS", "2000"))
+CONSENT_ROUNDS = int(os.environ.get("BENCH_CONSENT_ROUNDS", "7"))
+SUPPRESSED = 10_000
+PARTS = set(os.environ.get("BENCH_PARTS", "throughput,latency,consent").split(","))
 API_KEY = "SG.bench-key"
 
 
@@ -271,6 +282,120 @@ def latency(db_url: str, stub_url: str, env: dict[str, str], log_dir: Path) -> d
     }
 
 
+class NoConsent:
+    """The dispatcher's consent step minus the consent: profiles only, nothing skipped."""
+
+    def look_up(self, conn: Any, parsed: Any) -> Any:
+        from taskflow_jobs.email.compose import load_profiles, profile_ids
+        from taskflow_jobs.email.consent import Screening
+
+        ids = profile_ids(p for _, p in parsed)
+        return (load_profiles(conn, ids) if ids else {}), Screening(kept=list(parsed))
+
+
+def seed_consent(db_url: str) -> list[tuple[str, str]]:
+    """Users with preference rows (all enabled) and a suppression list of other addresses."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        users = conn.execute(
+            "INSERT INTO auth.users (id, email, raw_user_meta_data)"
+            " SELECT gen_random_uuid(), 'pref' || g || '@example.com',"
+            "        jsonb_build_object('full_name', 'Pref ' || g)"
+            " FROM generate_series(1, %s) AS g RETURNING id::text, email",
+            (CONSENT_EMAILS,),
+        ).fetchall()
+        conn.execute("DELETE FROM jobs.messages")  # their welcome emails are not measured
+        conn.execute(
+            "INSERT INTO public.notification_preferences (user_id, type, enabled)"
+            " SELECT u.id, t, true FROM auth.users u, unnest(ARRAY['task_assigned',"
+            " 'notification']) AS t WHERE u.email LIKE 'pref%%'"
+        )
+        conn.execute(
+            "INSERT INTO jobs.suppressions (email, reason, source)"
+            " SELECT 'gone' || g || '@example.com', 'bounce', 'bench'"
+            " FROM generate_series(1, %s) AS g",
+            (SUPPRESSED,),
+        )
+    return users
+
+
+def enqueue_consent_round(db_url: str, users: list[tuple[str, str]]) -> None:
+    payloads = [
+        {"type": "task_assigned", "task_id": i, "task_title": f"Task {i}", "assignee_id": uid}
+        if i % 2
+        else {"type": "notification", "to": address, "subject": "Build", "body": "All green."}
+        for i, (uid, address) in enumerate(users)
+    ]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT jobs.send_batch('email_notifications', %s::jsonb[])",
+            ([json.dumps(p) for p in payloads],),
+        )
+
+
+def drain_library(db_url: str, with_consent: bool) -> tuple[float, float]:
+    """Emails/s of one drain by the dispatcher's own loop, and its CPU ms per email."""
+    from taskflow_jobs.email.outcomes import DispatchStats
+    from taskflow_jobs.email.worker.batch import Dispatcher
+    from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
+    from taskflow_jobs.settings import get_settings
+
+    async def run() -> tuple[DispatchStats, float, float]:
+        settings = get_settings()
+        dispatcher = await Dispatcher(settings, db_url).open()
+        if not with_consent:
+            dispatcher.consent = NoConsent()  # type: ignore[assignment]
+        stats = DispatchStats()
+        plan = RunPlan(budget=600, concurrency=settings.email_concurrency)
+
+        async def run_batch(window: float, number: int, ticket: Any) -> Any:
+            return await dispatcher.run_batch(window, stats, ticket)
+
+        started, cpu = time.perf_counter(), time.process_time()
+        try:
+            await run_dispatch(dispatcher, run_batch, plan, stats)
+        finally:
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+            await dispatcher.close()
+        return stats, elapsed, cpu
+
+    stats, elapsed, cpu = asyncio.run(run())
+    assert stats.sent == CONSENT_EMAILS, stats.summary()
+    return CONSENT_EMAILS / elapsed, cpu * 1000 / CONSENT_EMAILS
+
+
+def consent(db_url: str, stub_url: str) -> dict[str, Any]:
+    users = seed_consent(db_url)
+    rounds: list[dict[str, float]] = []
+    for number in range(CONSENT_ROUNDS):
+        figures: dict[str, float] = {}
+        # ABBA: which variant goes first alternates, so drift favours neither
+        for with_consent in (True, False) if number % 2 == 0 else (False, True):
+            enqueue_consent_round(db_url, users)
+            name = "with" if with_consent else "without"
+            figures[name], figures[f"{name}_cpu_ms"] = drain_library(db_url, with_consent)
+            clear(stub_url)
+        figures["ratio"] = figures["with"] / figures["without"]
+        # cost per email without over with: >= 0.95 means at most ~5% more CPU
+        figures["cpu_ratio"] = figures["without_cpu_ms"] / figures["with_cpu_ms"]
+        rounds.append(figures)
+        print(f"consent round {number + 1}: {figures}", file=sys.stderr, flush=True)
+    median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
+    cpu = sorted(rounds, key=lambda r: r["cpu_ratio"])[len(rounds) // 2]
+    return {
+        "consent_emails": CONSENT_EMAILS,
+        "consent_rounds": CONSENT_ROUNDS,
+        "consent_suppressed_addresses": SUPPRESSED,
+        "consent_eps": round(median["with"], 1),
+        "consent_baseline_eps": round(median["without"], 1),
+        "consent_ratio": round(median["ratio"], 3),
+        "consent_round_ratios": [round(r["ratio"], 3) for r in rounds],
+        "consent_cpu_ms_per_email": round(cpu["with_cpu_ms"], 3),
+        "consent_baseline_cpu_ms_per_email": round(cpu["without_cpu_ms"], 3),
+        "consent_cpu_ratio": round(cpu["cpu_ratio"], 3),
+        "consent_round_cpu_ratios": [round(r["cpu_ratio"], 3) for r in rounds],
+    }
+
+
 def main() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -298,12 +423,17 @@ def main() -> None:
         os.environ.update(env)
         get_settings.cache_clear()
         concurrency = get_settings().sendgrid_concurrency
-        print(f"stack up in {work}; measuring throughput…", file=sys.stderr, flush=True)
+        print(f"stack up in {work}", file=sys.stderr, flush=True)
+        figures: dict[str, Any] = {}
         # Prefect read its settings when `up` imported it, before this server existed
         with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
-            figures = throughput(stack.database_url, stub_url, concurrency)
-            print(f"throughput: {figures}; measuring latency…", file=sys.stderr, flush=True)
-            figures |= latency(stack.database_url, stub_url, env, supervisor.log_dir)
+            if "throughput" in PARTS:
+                figures |= throughput(stack.database_url, stub_url, concurrency)
+                print(f"throughput: {figures}", file=sys.stderr, flush=True)
+            if "latency" in PARTS:
+                figures |= latency(stack.database_url, stub_url, env, supervisor.log_dir)
+            if "consent" in PARTS:
+                figures |= consent(stack.database_url, stub_url)
     finally:
         if stub is not None:
             os.killpg(stub.pid, signal.SIGTERM)
@@ -316,8 +446,10 @@ def main() -> None:
         "email_concurrency": get_settings().email_concurrency,
         "sendgrid_concurrency": concurrency,
         "baseline": "same bodies, same httpx client and concurrency, straight to the stub",
+        "consent_baseline": "the same dispatcher and messages without the consent step",
         "goals": {
             "ratio": ">= 0.9",
+            "consent_ratio": ">= 0.95",
             "latency_p50_ms": "<= 100",
             "latency_p99_ms": "<= 1000",
             "task_runs_per_10k": "a few hundred at most",

@@ -138,7 +138,8 @@ async def email_dispatch(
             key=ARTIFACT_KEY,
             description=(
                 f"{summary['sent']} sent, {summary['retried']} retried, "
-                f"{summary['dead-lettered']} dead-lettered, {summary['released']} released "
+                f"{summary['dead-lettered']} dead-lettered, {summary['skipped']} skipped, "
+                f"{summary['released']} released "
                 f"in {summary['batches']} batches ({summary['failed_batches']} failed)"
             ),
         )

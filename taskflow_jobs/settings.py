@@ -211,6 +211,23 @@ class Settings(BaseSettings):
         None, description="If set, /metrics needs `Authorization: Bearer <token>`"
     )
 
+    # --- recipients' consent: unsubscribe links, SendGrid's Event Webhook ----------
+    unsubscribe_secret: SecretStr | None = Field(
+        None, description="HMAC key of unsubscribe tokens; unset = derived from WEBHOOK_SECRET"
+    )
+    public_base_url: str | None = Field(
+        None, description="Where recipients reach the receiver; unset = the receiver's own URL"
+    )
+    unsubscribe_mailto: str | None = Field(
+        None, description="Address for the mailto: form of List-Unsubscribe (optional)"
+    )
+    sendgrid_webhook_public_key: str | None = Field(
+        None, description="Verification key of SendGrid's Signed Event Webhook (base64 or PEM)"
+    )
+    sendgrid_webhook_max_age: float = Field(
+        300.0, gt=0, le=86_400, description="Seconds a signed event batch stays acceptable"
+    )
+
     # --- local system (`taskflow-jobs up`) -------------------------------------------
     prefect_port: int = Field(4200, ge=1, le=65535, validation_alias="TASKFLOW_PREFECT_PORT")
     run_retention_days: float = Field(
@@ -307,6 +324,22 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @property
+    def receiver_base_url(self) -> str:
+        """PUBLIC_BASE_URL, or the receiver's own address (WEBHOOK_HOST:WEBHOOK_PORT)."""
+        if self.public_base_url:
+            return self.public_base_url
+        host = "127.0.0.1" if self.webhook_host in ("0.0.0.0", "::", "") else self.webhook_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.webhook_port}"
 
     @property
     def provider_timeout(self) -> float:

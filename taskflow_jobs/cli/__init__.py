@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from taskflow_jobs.cli import (  # noqa: F401 - each module registers its commands
+    consent_commands,
     db_commands,
     deploy_commands,
     email_commands,

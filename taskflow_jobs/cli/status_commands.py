@@ -114,6 +114,14 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] =
             ],
         )
     )
+    if snap.skipped:
+        console.print(
+            _table(
+                "Skipped in the last day (opted out or suppressed: taskflow-jobs suppress list)",
+                ["type", "why", "count"],
+                [[s["type"], s["why"], s["count"]] for s in snap.skipped],
+            )
+        )
     console.print(
         _table(
             "Recent failures (jobs.recent_failures)",

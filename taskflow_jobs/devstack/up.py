@@ -78,9 +78,23 @@ class Stack:
                 # library log lines join the flow runs' logs; outside runs they stay local
                 "PREFECT_LOGGING_EXTRA_LOGGERS": "taskflow_jobs",
                 "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+                # the consumer signs unsubscribe links with the key the receiver checks
+                "UNSUBSCRIBE_SECRET": unsubscribe_secret(settings),
             }
         )
         return env
+
+
+def unsubscribe_secret(settings: Settings) -> str:
+    """UNSUBSCRIBE_SECRET, or a random one kept under the data directory (local development)."""
+    if settings.unsubscribe_secret:
+        return settings.unsubscribe_secret.get_secret_value()
+    path = settings.data_dir.resolve() / "unsubscribe-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def prefect_database_url(settings: Settings, embedded: db.EmbeddedPostgres | None) -> str:

@@ -21,6 +21,7 @@ from uuid import UUID
 from taskflow_jobs.db import Connection
 from taskflow_jobs.email.messages import Notification, TaskAssigned, WelcomeEmail
 from taskflow_jobs.email.render import Renderer, paragraphs, single_line
+from taskflow_jobs.email.unsubscribe import Unsubscribe
 from taskflow_jobs.settings import SettingsError
 from taskflow_jobs.sql import query
 
@@ -56,6 +57,7 @@ class OutgoingEmail:
     subject: str
     text: str
     html: str
+    headers: tuple[tuple[str, str], ...] = ()  # List-Unsubscribe and its -Post
 
     def mime(self) -> EmailMessage:
         """The email as MIME (multipart/alternative: text first, then HTML)."""
@@ -66,6 +68,8 @@ class OutgoingEmail:
         msg["Date"] = email.utils.formatdate(localtime=False, usegmt=True)
         msg["Message-ID"] = message_id_header(self.message_id, self.sender.domain)
         msg[MESSAGE_ID_HEADER] = str(self.message_id)
+        for name, value in self.headers:
+            msg[name] = value
         msg.set_content(self.text)
         msg.add_alternative(self.html, subtype="html")
         return msg
@@ -160,9 +164,11 @@ def compose(
     profiles: Mapping[UUID, Profile],
     renderer: Renderer,
     sender: Address,
+    unsubscribe: Unsubscribe | None = None,
 ) -> OutgoingEmail:
     """Render one message; raises Undeliverable (or TemplateProblem) when it cannot be sent."""
     recipient, context = _context(message, profiles)
+    context["unsubscribe_url"] = unsubscribe.url if unsubscribe else None
     rendered = renderer.render(message.type, context)
     return OutgoingEmail(
         message_id=message_id,
@@ -172,4 +178,5 @@ def compose(
         subject=rendered.subject,
         text=rendered.text,
         html=rendered.html,
+        headers=unsubscribe.headers() if unsubscribe else (),
     )

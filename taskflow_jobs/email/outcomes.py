@@ -23,6 +23,7 @@ class Action(StrEnum):
     RETRIED = "retried"
     DEAD_LETTERED = "dead-lettered"
     RELEASED = "released"
+    SKIPPED = "skipped"  # finalised unsent: the recipient opted out or is suppressed
 
 
 @dataclass(frozen=True)
@@ -134,4 +135,4 @@ def log_outcomes(outcomes: list[Outcome]) -> None:
         elif o.action is Action.DEAD_LETTERED:
             log.warning("message %s dead-lettered: %s", o.message_id, o.error, extra=extra)
         else:
-            log.info("message %s released: %s", o.message_id, o.error, extra=extra)
+            log.info("message %s %s: %s", o.message_id, o.action.value, o.error, extra=extra)

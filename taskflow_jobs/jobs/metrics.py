@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry()
 EMAILS = Counter(
     "taskflow_emails",
-    "Emails by outcome: sent, retried (later), dead_lettered, skipped (released unsent)",
+    "Emails by outcome: sent, retried (later), dead_lettered, released (given back unsent), "
+    "skipped (finalised unsent: opted out or suppressed)",
     ["type", "provider", "outcome"],
     registry=REGISTRY,
 )
@@ -56,7 +57,8 @@ OUTCOMES = {
     "sent": "sent",
     "retried": "retried",
     "dead-lettered": "dead_lettered",
-    "released": "skipped",
+    "released": "released",
+    "skipped": "skipped",
 }
 MESSAGE_TYPES = frozenset({"welcome_email", "task_assigned", "notification"})
 UNMATCHED_ROUTE = "unmatched"

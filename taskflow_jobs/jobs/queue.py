@@ -284,6 +284,26 @@ def dead_letter(
     return bool(dead_letter_many(conn, token, [Failure(id, reason)], now=now))
 
 
+def skip_many(
+    conn: Connection,
+    token: uuid.UUID,
+    skips: Iterable[Failure],
+    *,
+    now: datetime | None = None,
+) -> list[int]:
+    """Finalise leased messages unsent (archived with their reason); ids still leased."""
+    skips = list(skips)
+    if not skips:
+        return []
+    params = {
+        "ids": [f.id for f in skips],
+        "reasons": [f.reason for f in skips],
+        "token": token,
+        "now": now,
+    }
+    return _ids(conn.execute(query("skip"), params))
+
+
 def release(
     conn: Connection, token: uuid.UUID, ids: Iterable[int], *, now: datetime | None = None
 ) -> list[int]:

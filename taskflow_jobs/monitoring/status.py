@@ -32,6 +32,7 @@ class Snapshot:
     prefect_error: str | None = None
     pauses: list[Pause] = field(default_factory=list)
     rate_limits: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # last day, by type and why
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +47,7 @@ class Snapshot:
             "prefect_error": self.prefect_error,
             "pauses": [p.to_json() for p in self.pauses],
             "rate_limits": self.rate_limits,
+            "skipped_last_day": self.skipped,
         }
 
 
@@ -62,6 +64,7 @@ def database_snapshot(url: str, dead_letter_limit: int = 5) -> Snapshot:
             deployments=[],
             pauses=pauses.pauses(conn),
             rate_limits=conn.execute(query("rate_limits")).fetchall(),
+            skipped=conn.execute(query("skipped_counts")).fetchall(),
         )
 
 

@@ -375,6 +375,25 @@ BEGIN
     ON CONFLICT (queue, message_type) DO NOTHING;
 END $$;
 
+CREATE FUNCTION jobs.skip(p_ids bigint[], p_reasons text[], p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS SETOF bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    WITH done AS (
+        DELETE FROM jobs.messages m
+        USING unnest(p_ids, p_reasons) AS r (id, reason)
+        WHERE m.id = ANY (p_ids) AND m.id = r.id AND m.claim_token = p_token
+        RETURNING m.*, r.reason
+    ), kept AS (
+        INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
+                                  idempotency_key, redrive_count, skipped_reason)
+        SELECT d.id, d.queue, d.payload, d.enqueued_at, p_now, d.attempt, d.errors,
+               d.idempotency_key, d.redrive_count, d.reason
+        FROM done d JOIN jobs.queues q ON q.name = d.queue AND q.archive
+    )
+    SELECT id FROM done;
+$$;
+
 CREATE FUNCTION jobs.take_tokens(p_provider text, p_want integer, p_rate double precision, p_burst double precision, p_now timestamp with time zone DEFAULT clock_timestamp()) RETURNS TABLE(granted integer, wait_seconds double precision)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
@@ -464,7 +483,9 @@ CREATE TABLE jobs.archive (
     attempt integer NOT NULL,
     errors jsonb NOT NULL,
     idempotency_key text,
-    redrive_count integer NOT NULL
+    redrive_count integer NOT NULL,
+    skipped_reason text,
+    CONSTRAINT archive_skipped_reason_check CHECK ((skipped_reason <> ''::text))
 );
 
 CREATE TABLE jobs.dead_letters (
@@ -621,6 +642,16 @@ CREATE VIEW jobs.recent_failures AS
   WHERE (((e.value ->> 'at'::text))::timestamp with time zone > (now() - '7 days'::interval))
   ORDER BY ((e.value ->> 'at'::text))::timestamp with time zone DESC;
 
+CREATE TABLE jobs.suppressions (
+    email text NOT NULL,
+    reason text NOT NULL,
+    source text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT suppressions_email_check CHECK ((email ~~ '%_@_%'::text)),
+    CONSTRAINT suppressions_reason_check CHECK ((reason <> ''::text)),
+    CONSTRAINT suppressions_source_check CHECK ((source <> ''::text))
+);
+
 CREATE TABLE jobs.webhook_receipts (
     key text NOT NULL,
     expires_at timestamp with time zone NOT NULL,
@@ -655,6 +686,14 @@ CREATE TABLE public.daily_stats (
     CONSTRAINT daily_stats_completed_tasks_check CHECK ((completed_tasks >= 0)),
     CONSTRAINT daily_stats_new_tasks_check CHECK ((new_tasks >= 0)),
     CONSTRAINT daily_stats_new_users_check CHECK ((new_users >= 0))
+);
+
+CREATE TABLE public.notification_preferences (
+    user_id uuid NOT NULL,
+    type text NOT NULL,
+    enabled boolean DEFAULT true NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT notification_preferences_type_check CHECK ((type = ANY (ARRAY['task_assigned'::text, 'notification'::text])))
 );
 
 CREATE TABLE public.profiles (
@@ -734,6 +773,9 @@ ALTER TABLE ONLY public.audit_log
 ALTER TABLE ONLY public.daily_stats
     ADD CONSTRAINT daily_stats_pkey PRIMARY KEY (date);
 
+ALTER TABLE ONLY public.notification_preferences
+    ADD CONSTRAINT notification_preferences_pkey PRIMARY KEY (user_id, type);
+
 ALTER TABLE ONLY public.profiles
     ADD CONSTRAINT profiles_pkey PRIMARY KEY (id);
 
@@ -755,9 +797,13 @@ CREATE INDEX idempotency_keys_created_at_idx ON jobs.idempotency_keys USING btre
 
 CREATE INDEX messages_claim_idx ON jobs.messages USING btree (queue, priority, visible_at, id);
 
+CREATE UNIQUE INDEX suppressions_email_idx ON jobs.suppressions USING btree (lower(email));
+
 CREATE INDEX webhook_receipts_expires_at_idx ON jobs.webhook_receipts USING btree (expires_at);
 
 CREATE INDEX audit_log_created_at_idx ON public.audit_log USING btree (created_at);
+
+CREATE INDEX profiles_email_lower_idx ON public.profiles USING btree (lower(email));
 
 CREATE INDEX tasks_assignee_id_idx ON public.tasks USING btree (assignee_id);
 
@@ -785,6 +831,9 @@ ALTER TABLE ONLY jobs.messages
 ALTER TABLE ONLY jobs.pauses
     ADD CONSTRAINT pauses_queue_fkey FOREIGN KEY (queue) REFERENCES jobs.queues(name);
 
+ALTER TABLE ONLY public.notification_preferences
+    ADD CONSTRAINT notification_preferences_user_id_fkey FOREIGN KEY (user_id) REFERENCES auth.users(id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY public.profiles
     ADD CONSTRAINT profiles_id_fkey FOREIGN KEY (id) REFERENCES auth.users(id) ON DELETE CASCADE;
 
@@ -793,3 +842,5 @@ ALTER TABLE ONLY public.tasks
 
 ALTER TABLE ONLY public.tasks
     ADD CONSTRAINT tasks_created_by_fkey FOREIGN KEY (created_by) REFERENCES auth.users(id) ON DELETE SET NULL;
+
+ALTER TABLE public.notification_preferences ENABLE ROW LEVEL SECURITY;

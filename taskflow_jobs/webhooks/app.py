@@ -19,6 +19,8 @@ from taskflow_jobs.jobs.metrics import WebhookMetrics
 from taskflow_jobs.settings import EMAIL_QUEUE, Settings
 from taskflow_jobs.webhooks import chores
 from taskflow_jobs.webhooks.auth import Authenticator
+from taskflow_jobs.webhooks.consent_routes import ConsentConfig
+from taskflow_jobs.webhooks.consent_routes import router as consent_router
 from taskflow_jobs.webhooks.errors import RequestContext, install_error_handlers
 from taskflow_jobs.webhooks.events import EnqueuedEvents, PrefectEvents
 from taskflow_jobs.webhooks.inputs import MAX_BODY_BYTES
@@ -86,10 +88,12 @@ def create_app(
         openapi_url=None,
     )
     app.state.receiver = rx
+    app.state.consent = ConsentConfig.from_settings(settings)
     app.router.redirect_slashes = False  # a 307 with an empty body helps no webhook sender
     app.include_router(router)
     app.include_router(metrics_router)
     app.state.metrics_token = secret_value(settings.metrics_token)
+    app.include_router(consent_router)
     install_error_handlers(app)
     app.add_middleware(RequestContext)
     app.add_middleware(WebhookMetrics)

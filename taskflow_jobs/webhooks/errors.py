@@ -24,7 +24,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = logging.getLogger("taskflow_jobs.webhooks")
 
 RETRY_AFTER_SECONDS = 10
-ROUTES = "POST /webhooks/supabase, POST /api/notify, POST /api/events/{name}, GET /healthz"
+ROUTES = (
+    "POST /webhooks/supabase, POST /api/notify, POST /api/events/{name}, GET /healthz, "
+    "GET|POST /unsubscribe/{token}, POST /webhooks/sendgrid/events"
+)
 
 
 class ApiError(Exception):

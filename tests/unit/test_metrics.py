@@ -17,6 +17,7 @@ def test_every_action_has_its_outcome_label_and_types_stay_bounded() -> None:
         Outcome(2, "welcome_email", 1, Action.RETRIED, duration_ms=30.0),
         Outcome(3, "task_assigned", 5, Action.DEAD_LETTERED),
         Outcome(4, "notification", 1, Action.RELEASED),
+        Outcome(7, "notification", 1, Action.SKIPPED, "opted out: ..."),
         Outcome(5, "<script>anything a payload says</script>", 1, Action.DEAD_LETTERED),
         Outcome(6, None, 1, Action.DEAD_LETTERED),
     ]
@@ -25,6 +26,7 @@ def test_every_action_has_its_outcome_label_and_types_stay_bounded() -> None:
     assert sample(total, type="welcome_email", provider=provider, outcome="sent") == 1
     assert sample(total, type="welcome_email", provider=provider, outcome="retried") == 1
     assert sample(total, type="task_assigned", provider=provider, outcome="dead_lettered") == 1
+    assert sample(total, type="notification", provider=provider, outcome="released") == 1
     assert sample(total, type="notification", provider=provider, outcome="skipped") == 1
     assert sample(total, type="other", provider=provider, outcome="dead_lettered") == 2
     assert sample("taskflow_send_seconds_count", provider=provider) == 2

@@ -7,7 +7,8 @@ per email. It never raises for a single bad email: it classifies it.
 - ACCEPTED: the provider took it (SMTP 250, SendGrid 202).
 - TRANSIENT: worth retrying later (timeouts, connection drops mid-batch, 5xx, 429 with its
   Retry-After, SMTP 4xx).
-- PERMANENT: retrying cannot help (SendGrid 400, SMTP 5xx, an address it refuses).
+- PERMANENT: retrying cannot help (SendGrid 400, SMTP 5xx, an address it refuses). With
+  `bounce` set the recipient's address itself was refused (a hard bounce): it is suppressed.
 - UNAVAILABLE: the provider as a whole cannot be used right now (cannot connect, TLS or
   authentication refused). Not the message's fault: it is released without using an
   attempt, and the batch fails so that Prefect retries it and the run shows as failed.
@@ -44,6 +45,7 @@ class SendResult:
     retry_after: float | None = None
     duration_ms: float | None = None  # how long the provider took (for the logs)
     throttled: bool = False  # the provider asked every sender to slow down (a 429)
+    bounce: str | None = None  # the address was refused for good: why, without the address
 
     def timed(self, started: float) -> SendResult:
         # built directly: dataclasses.replace costs more than the rest of a result's life
@@ -63,6 +65,10 @@ class SendResult:
     @classmethod
     def permanent(cls, error: str) -> SendResult:
         return cls(SendStatus.PERMANENT, error)
+
+    @classmethod
+    def hard_bounce(cls, error: str, why: str) -> SendResult:
+        return cls(SendStatus.PERMANENT, error, bounce=why)
 
     @classmethod
     def unavailable(cls, error: str) -> SendResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -23,6 +24,8 @@ from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, co
 from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
 SEND_PATH = "/v3/mail/send"
+# a 400 naming this field refuses the recipient's address (a hard bounce at send time)
+_RECIPIENT_FIELD = re.compile(r"personalizations\.\d+\.to\.\d+\.email")
 
 
 def _address(addr: Any) -> dict[str, str]:
@@ -44,7 +47,7 @@ def request_body(item: OutgoingEmail, sender: dict[str, str] | None = None) -> d
             {"type": "text/plain", "value": item.text},
             {"type": "text/html", "value": item.html},
         ],
-        "headers": {MESSAGE_ID_HEADER: str(item.message_id)},
+        "headers": {MESSAGE_ID_HEADER: str(item.message_id), **dict(item.headers)},
         "custom_args": {"taskflow_message_id": str(item.message_id), "type": item.message_type},
     }
 
@@ -62,6 +65,17 @@ def _error_details(body: str) -> str:
     except (ValueError, AttributeError):
         text = body.strip()
     return text[:300]
+
+
+def _refuses_recipient(body: str) -> bool:
+    try:
+        errors = json.loads(body).get("errors") or []
+    except (ValueError, AttributeError):
+        return False
+    return any(
+        isinstance(e, dict) and _RECIPIENT_FIELD.fullmatch(str(e.get("field") or ""))
+        for e in errors
+    )
 
 
 def classify_response(
@@ -89,6 +103,10 @@ def classify_response(
         )
     if status == 408 or status >= 500:
         return SendResult.transient(f"SendGrid {status}{suffix}")
+    if status == 400 and _refuses_recipient(body):
+        return SendResult.hard_bounce(
+            f"SendGrid {status}{suffix}", "hard bounce (SendGrid refused the address)"
+        )
     return SendResult.permanent(f"SendGrid {status}{suffix}")
 
 

@@ -27,6 +27,8 @@ IMPLICIT_TLS_PORT = 465
 MAX_DROPS = 2  # connections lost mid-batch before the rest is left for a retry
 # Many servers refuse more messages per session than this; start a fresh one instead.
 MESSAGES_PER_CONNECTION = 100
+# RCPT replies that mean the address itself is no good (no such user, not local, bad name)
+HARD_BOUNCE_CODES = frozenset({550, 551, 553})
 
 
 def _text(message: bytes | str) -> str:
@@ -167,6 +169,10 @@ class SmtpSession:
             return SendResult.accepted()
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = next(iter(exc.recipients.values()))
+            if code in HARD_BOUNCE_CODES:
+                return SendResult.hard_bounce(
+                    f"SMTP recipient refused: {code} {_text(message)}", f"hard bounce (SMTP {code})"
+                )
             return classify_reply(code, message, "SMTP recipient refused:")
         except smtplib.SMTPSenderRefused as exc:
             if 400 <= exc.smtp_code < 500:

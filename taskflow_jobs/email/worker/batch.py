@@ -39,10 +39,9 @@ from taskflow_jobs.email.compose import (
     ParsedMessage,
     Undeliverable,
     compose,
-    load_profiles,
     parse_sender,
-    profile_ids,
 )
+from taskflow_jobs.email.consent import ConsentCheck, hard_bounces, suppress
 from taskflow_jobs.email.messages import InvalidMessage, parse_message
 from taskflow_jobs.email.outcomes import Action, BatchReport, DispatchStats, Outcome, log_outcomes
 from taskflow_jobs.email.providers import (
@@ -113,6 +112,7 @@ class Dispatcher:
         self.sender = parse_sender(settings.email_from)
         self.provider = provider or create_provider(settings, database_url=url)
         self.renderer = Renderer()
+        self.consent = ConsentCheck(settings)  # opt-outs and suppressions -> skipped
         self.policy = RetryPolicy(
             settings.email_backoff_base, settings.email_backoff_cap, settings.email_max_attempts
         )
@@ -283,13 +283,14 @@ class Dispatcher:
         try:
             parsed, failed = self._parse(batch.messages)
             await settler.add(failed)
-            ids = profile_ids(p for _, p in parsed)
-            profiles = await self._db(load_profiles, ids) if ids else {}
+            profiles, screening = await self._db(self.consent.look_up, parsed)
+            parsed, links = screening.kept, screening.links
+            await settler.add(screening.skipped)
             control = SendControl(self.stop_event, lease_ends)
             # render a slice, start sending it, render the next: the provider is busy
             # while we render, and other batches' traffic is not held up by ours
             for start in range(0, len(parsed), RENDER_SLICE):
-                emails, failed = self._render(parsed[start : start + RENDER_SLICE], profiles)
+                emails, failed = self._render(parsed[start : start + RENDER_SLICE], profiles, links)
                 await settler.add(failed)
                 if emails:
                     task = asyncio.create_task(session.send([e for _, e in emails], control))
@@ -304,6 +305,8 @@ class Dispatcher:
                 for task in finished:
                     chunk = task.result()
                     results += chunk
+                    if bounces := hard_bounces(sending[task], chunk):
+                        await self._db(suppress, bounces, self.provider.name)
                     pairs = zip(sending[task], chunk, strict=True)
                     await settler.add([self.decide(m, r) for (m, _), r in pairs])
                 await settler.flush_if_due()
@@ -348,15 +351,15 @@ class Dispatcher:
         return parsed, failed
 
     def _render(
-        self, parsed: Sequence[tuple[queue.Message, ParsedMessage]], profiles: dict
+        self, parsed: Sequence[tuple[queue.Message, ParsedMessage]], profiles: dict, links: dict
     ) -> tuple[list[tuple[queue.Message, OutgoingEmail]], list[Outcome]]:
         """Render messages; the ones that cannot become an email become dead letters."""
         emails, failed = [], []
         for message, payload in parsed:
             try:
-                emails.append(
-                    (message, compose(message.id, payload, profiles, self.renderer, self.sender))
-                )
+                link = links.get(message.id)
+                composed = compose(message.id, payload, profiles, self.renderer, self.sender, link)
+                emails.append((message, composed))
             except (Undeliverable, TemplateProblem) as exc:
                 failed.append(_dead(message, str(exc)))
             except Exception as exc:  # a bug must not block the rest of the batch

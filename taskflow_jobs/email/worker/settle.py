@@ -132,6 +132,8 @@ def settle_outcomes(
     failures = [queue.Failure(o.message_id, o.error or "failed") for o in by[Action.DEAD_LETTERED]]
     done |= set(queue.dead_letter_many(conn, token, failures, now=now))
     done |= set(queue.release(conn, token, [o.message_id for o in by[Action.RELEASED]], now=now))
+    skips = [queue.Failure(o.message_id, o.error or "skipped") for o in by[Action.SKIPPED]]
+    done |= set(queue.skip_many(conn, token, skips, now=now))
     lost = [o.message_id for o in outcomes if o.message_id not in done]
     if lost:
         log.warning("lease lost before settling messages %s (another consumer took them)", lost)

@@ -57,10 +57,12 @@ LIMIT %(limit)s;
 SELECT min(greatest(visible_at, leased_until)) AS at FROM jobs.messages WHERE queue = %(queue)s;
 
 -- message_state --
--- Where a message is now: pending, archived or dead, with its history.
+-- Where a message is now: pending, archived, skipped or dead, with its history (and reason).
 SELECT 'pending' AS state, id, queue, payload, attempt, errors, NULL::text AS reason
 FROM jobs.messages WHERE id = %(id)s
 UNION ALL
-SELECT 'archived', id, queue, payload, attempt, errors, NULL FROM jobs.archive WHERE id = %(id)s
+SELECT CASE WHEN skipped_reason IS NULL THEN 'archived' ELSE 'skipped' END, id, queue, payload,
+       attempt, errors, skipped_reason
+FROM jobs.archive WHERE id = %(id)s
 UNION ALL
 SELECT 'dead', id, queue, payload, attempt, errors, reason FROM jobs.dead_letters WHERE id = %(id)s;

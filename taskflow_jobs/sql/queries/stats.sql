@@ -44,7 +44,7 @@ WHERE date >= %(first)s AND date <= %(last)s
 ORDER BY date;
 
 -- email_totals --
--- Sent (archived), dead-lettered and retried (failures that were tried again) messages of a queue in [start, end). The last error of a dead letter is its burial, not a retry.
+-- Sent (archived, not skipped), dead-lettered and retried (failures that were tried again) messages of a queue in [start, end). The last error of a dead letter is its burial, not a retry.
 WITH failures AS (
     SELECT (e ->> 'at')::timestamptz AS at
     FROM jobs.messages m, jsonb_array_elements(m.errors) AS e
@@ -61,7 +61,8 @@ WITH failures AS (
 )
 SELECT
     (SELECT count(*) FROM jobs.archive
-     WHERE queue = %(queue)s AND finalized_at >= %(start)s AND finalized_at < %(end)s) AS sent,
+     WHERE queue = %(queue)s AND finalized_at >= %(start)s AND finalized_at < %(end)s
+       AND skipped_reason IS NULL) AS sent,
     (SELECT count(*) FROM failures WHERE at >= %(start)s AND at < %(end)s) AS retried,
     (SELECT count(*) FROM jobs.dead_letters
      WHERE queue = %(queue)s AND dead_lettered_at >= %(start)s AND dead_lettered_at < %(end)s)
