@@ -50,7 +50,9 @@ class SendResult:
     def timed(self, started: float) -> SendResult:
         # built directly: dataclasses.replace costs more than the rest of a result's life
         duration = round((time.perf_counter() - started) * 1000, 1)
-        return SendResult(self.status, self.error, self.retry_after, duration, self.throttled)
+        return SendResult(
+            self.status, self.error, self.retry_after, duration, self.throttled, self.bounce
+        )
 
     @classmethod
     def accepted(cls) -> SendResult:
