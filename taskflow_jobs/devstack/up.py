@@ -314,9 +314,12 @@ def stop_all(supervisor: processes.Supervisor, pgdata: Path | None) -> None:
         supervisor.kill()
 
     previous = {sig: signal.signal(sig, _now) for sig in STOP_SIGNALS}
+    # an `up` that started nothing (its ports were taken: another `up` runs on this data
+    # directory) must leave that one's cluster alone
+    started_children = bool(supervisor.children)
     try:
         supervisor.stop(STOP_SECONDS)
-        if pgdata is not None:
+        if pgdata is not None and started_children:
             db.stop_cluster(pgdata, immediate=hurry)
     finally:
         for sig, handler in previous.items():

@@ -98,6 +98,7 @@ def run_scenario(net, admin: str, pg_port: int, tmp_path: Path) -> None:  # noqa
                 "EMAIL_BATCH_SIZE": "10",
                 "EMAIL_CONCURRENCY": "1",
                 "EMAIL_VISIBILITY_TIMEOUT": "6",
+                "EMAIL_SETTLE_MARGIN": "1",  # the lease fits a send (3 s) and its settle
                 "EMAIL_POLL_INTERVAL": "0.5",
                 "EMAIL_BACKOFF_BASE": "1",
                 "EMAIL_BACKOFF_CAP": "2",
