@@ -10,13 +10,12 @@ Prefect task. Per message it decides:
                                  -> dead_letter with the reason
 - provider unavailable, or not sent because we are stopping -> release (attempt not used)
 
-and settles as the results come in (`Settler`), so an accepted email is acked within a
-bounded time and a kill re-sends only what was not settled yet. A provider that was
-unavailable raises `ProviderUnavailable` afterwards; what was settled stays settled.
+and settles as the results come in (`Settler`): an accepted email is acked within a bounded
+time, a kill re-sends only what was not settled, and an unavailable provider raises
+`ProviderUnavailable` afterwards (what was settled stays settled).
 
-Blocking work (psycopg, smtplib) runs in worker threads so that one event loop can keep
-several batches, the LISTEN connection and a flow run going at once.
-"""
+Blocking work (psycopg, smtplib) runs in worker threads: one event loop keeps several
+batches and the LISTEN connection going at once."""
 
 from __future__ import annotations
 
