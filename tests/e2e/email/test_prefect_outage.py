@@ -281,8 +281,7 @@ def test_the_outage_of_a_consumer_killed_before_prefect_returns_is_reported_by_t
     assert totals(table)["sent"] == 6
     assert "reported 1 outage(s) of consumers that stopped meanwhile" in pool.log(1)
     wait_until(
-        lambda: conn.execute("SELECT count(*) AS n FROM jobs.prefect_outages").fetchone()["n"]
-        == 0,
+        lambda: conn.execute("SELECT count(*) AS n FROM jobs.prefect_outages").fetchone()["n"] == 0,
         10,
         "the row forgotten once reported",
     )
