@@ -2,11 +2,11 @@
 sweep schedule the product used to have, measured in the same run.
 
 `taskflow-jobs up` starts in a scratch data directory and stays idle (no traffic) for
-BENCH_IDLE_SECONDS; every flow run created in that window is counted. Then an every-minute
-schedule is put back on the `email-dispatch` deployment (the baseline) for another window
-of the same length. Runs a day = the non-cron runs of the window scaled to a day, plus the
-cron runs a day the deployments' own schedules make (daily-stats, health-check, cleanup,
-weekly-summary). The last line is one JSON object.
+BENCH_IDLE_SECONDS; every flow run that started in that window is counted (not the runs
+a schedule queued for later). Then an every-minute schedule is put back on the
+`email-dispatch` deployment (the baseline) for another window of the same length. Runs a
+day = the non-cron runs of the window scaled to a day, plus the cron runs a day the
+deployments' own schedules make (daily-stats, health-check, cleanup, weekly-summary). The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -39,17 +39,23 @@ READY = "Press Ctrl-C to stop everything."
 CRON_RUNS_A_DAY = {"0 1 * * *": 1, "0 * * * *": 24, "0 2 * * 0": 1 / 7, "0 0 * * 1": 1 / 7}
 
 
-def runs_started_since(since: datetime, skip: set[object]) -> list[str]:
-    """Runs due and started since `since`, except those of the `skip` deployments (crons).
-    A schedule added to a deployment also makes runs for slots already past: those are
-    not what the schedule costs a day, so only runs expected after `since` count."""
-    started = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since))
+def runs_started_between(since: datetime, until: datetime, skip: set[object]) -> list[str]:
+    """Runs that started in [since, until], except those of the `skip` deployments (crons).
+
+    Prefect's start-time filter compares coalesce(start_time, expected_start_time), so it
+    also matches the runs a schedule has queued for the coming hour: only a run with a
+    real start time counts, in both windows. A schedule added to a deployment also makes
+    runs for slots already past: those are not what the schedule costs a day, so only runs
+    expected after `since` count."""
+    started = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since, is_null_=False))
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=started, limit=200)
     return [
         r.name
         for r in runs
         if r.deployment_id not in skip
+        and r.start_time is not None
+        and since <= r.start_time <= until
         and (r.expected_start_time is None or r.expected_start_time >= since)
     ]
 
@@ -71,7 +77,7 @@ def window(label: str, skip: set[object]) -> tuple[int, list[str]]:
     since = datetime.now(UTC)
     print(f"{label}: idle for {WINDOW:.0f}s", file=sys.stderr, flush=True)
     time.sleep(WINDOW)
-    names = runs_started_since(since, skip)
+    names = runs_started_between(since, datetime.now(UTC), skip)
     return len(names), names
 
 
@@ -107,7 +113,7 @@ def main() -> None:
                 client.create_deployment_schedules(
                     sweep.id, [(CronSchedule(cron="* * * * *", timezone="UTC"), True)]
                 )
-            old, _ = window("baseline (every-minute sweep)", cron_ids)
+            old, old_names = window("baseline (every-minute sweep)", cron_ids)
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(120)
@@ -125,6 +131,7 @@ def main() -> None:
                 "cron_runs_per_day": round(cron_per_day, 1),
                 "runs_per_day": per_day,
                 "baseline_runs_in_window": old,
+                "baseline_run_names": old_names[:10],
                 "baseline_runs_per_day": baseline_per_day,
                 "ratio": round(per_day / baseline_per_day, 4) if baseline_per_day else None,
             }
