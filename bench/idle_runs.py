@@ -2,8 +2,8 @@
 sweep schedule the product used to have, measured in the same run.
 
 `taskflow-jobs up` starts in a scratch data directory and stays idle (no traffic) for
-BENCH_IDLE_SECONDS; every flow run that started in that window is counted (not the runs
-a schedule queued for later). Then an every-minute schedule is put back on the
+BENCH_IDLE_SECONDS; every flow run due in that window that started is counted (not the
+runs a schedule queued for later). Then an every-minute schedule is put back on the
 `email-dispatch` deployment (the baseline) for another window of the same length. Runs a
 day = the non-cron runs of the window scaled to a day, plus the cron runs a day the
 deployments' own schedules make (daily-stats, health-check, cleanup, weekly-summary). The last line is one JSON object.
@@ -33,20 +33,23 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from taskflow_jobs.net import free_port
 
 WINDOW = float(os.environ.get("BENCH_IDLE_SECONDS", "300"))
+GRACE = 30.0  # a run due at the end of a window starts within a worker poll and a spawn
 BIN = Path(sys.executable).parent / "taskflow-jobs"
 READY = "Press Ctrl-C to stop everything."
 # runs a day of each cron schedule in prefect.yaml (daily, hourly, weekly, weekly)
 CRON_RUNS_A_DAY = {"0 1 * * *": 1, "0 * * * *": 24, "0 2 * * 0": 1 / 7, "0 0 * * 1": 1 / 7}
 
 
-def runs_started_between(since: datetime, until: datetime, skip: set[object]) -> list[str]:
-    """Runs that started in [since, until], except those of the `skip` deployments (crons).
+def runs_that_ran(since: datetime, until: datetime, skip: set[object]) -> list[str]:
+    """Runs due in [since, until) that started, except those of the `skip` deployments
+    (crons): what the window cost, counted the same way for both windows.
 
     Prefect's start-time filter compares coalesce(start_time, expected_start_time), so it
-    also matches the runs a schedule has queued for the coming hour: only a run with a
-    real start time counts, in both windows. A schedule added to a deployment also makes
-    runs for slots already past: those are not what the schedule costs a day, so only runs
-    expected after `since` count."""
+    also matches the runs a schedule has queued for the coming hour (about 60 of them for
+    an every-minute schedule): only a run with a real start time counts. A schedule added
+    to a deployment also makes runs for slots already past, which are not what it costs a
+    day: only runs due in the window count, and the caller waits GRACE after it so the
+    last slot's run has had time to start."""
     started = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since, is_null_=False))
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=started, limit=200)
@@ -55,8 +58,7 @@ def runs_started_between(since: datetime, until: datetime, skip: set[object]) ->
         for r in runs
         if r.deployment_id not in skip
         and r.start_time is not None
-        and since <= r.start_time <= until
-        and (r.expected_start_time is None or r.expected_start_time >= since)
+        and since <= (r.expected_start_time or r.start_time) < until
     ]
 
 
@@ -77,7 +79,9 @@ def window(label: str, skip: set[object]) -> tuple[int, list[str]]:
     since = datetime.now(UTC)
     print(f"{label}: idle for {WINDOW:.0f}s", file=sys.stderr, flush=True)
     time.sleep(WINDOW)
-    names = runs_started_between(since, datetime.now(UTC), skip)
+    until = datetime.now(UTC)
+    time.sleep(GRACE)
+    names = runs_that_ran(since, until, skip)
     return len(names), names
 
 

@@ -70,6 +70,7 @@ def stopped_worker_deployment(deployed: Deployed) -> Iterator[tuple[object, dt.d
     finally:
         with deployed.server.client(), get_client(sync_client=True) as client:
             client.delete_deployment(deployment_id)
+            client.delete_work_pool(POOL)
 
 
 def _runs(deployed: Deployed, deployment_id: object) -> list:
