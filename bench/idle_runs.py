@@ -6,7 +6,8 @@ BENCH_IDLE_SECONDS; every flow run due in that window that started is counted (n
 runs a schedule queued for later). Then an every-minute schedule is put back on the
 `email-dispatch` deployment (the baseline) for another window of the same length. Runs a
 day = the non-cron runs of the window scaled to a day, plus the cron runs a day the
-deployments' own schedules make (daily-stats, health-check, cleanup, weekly-summary). The last line is one JSON object.
+deployments' own schedules make (daily-stats, health-check, cleanup, weekly-summary).
+The last line is one JSON object.
 """
 
 from __future__ import annotations
