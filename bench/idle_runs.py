@@ -27,14 +27,20 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+)
+from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.schedules import CronSchedule
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from taskflow_jobs.net import free_port
 
 WINDOW = float(os.environ.get("BENCH_IDLE_SECONDS", "300"))
-GRACE = 30.0  # a run due at the end of a window starts within a worker poll and a spawn
+GRACE = 45.0  # a run due at the end of a window starts within a worker poll and a spawn
 BIN = Path(sys.executable).parent / "taskflow-jobs"
 READY = "Press Ctrl-C to stop everything."
 # runs a day of each cron schedule in prefect.yaml (daily, hourly, weekly, weekly)
@@ -54,6 +60,9 @@ def runs_that_ran(since: datetime, until: datetime, skip: set[object]) -> list[s
     started = FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since, is_null_=False))
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=started, limit=200)
+    for r in runs:
+        print(f"  {r.name}: due {r.expected_start_time:%H:%M:%S}, started "
+              f"{r.start_time:%H:%M:%S}", file=sys.stderr)  # fmt: skip
     return [
         r.name
         for r in runs
@@ -76,9 +85,25 @@ def crons() -> tuple[float, set[object]]:
     return total, ids
 
 
+def wait_for_scheduled_runs(deployment_id: object, timeout: float = 120) -> None:
+    """Until Prefect's scheduler has queued the new schedule's runs: a schedule added to a
+    deployment waits for the scheduler's next full pass (up to a minute), and a window
+    started before it would miss the first slots."""
+    waiting = FlowRunFilter(state={"type": {"any_": [StateType.SCHEDULED]}})
+    deployment = DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while not client.read_flow_runs(
+            flow_run_filter=waiting, deployment_filter=deployment, limit=1
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the scheduler queued no run within {timeout:.0f}s")
+            time.sleep(1)
+
+
 def window(label: str, skip: set[object]) -> tuple[int, list[str]]:
     since = datetime.now(UTC)
-    print(f"{label}: idle for {WINDOW:.0f}s", file=sys.stderr, flush=True)
+    print(f"{label}: idle for {WINDOW:.0f}s from {since:%H:%M:%S}", file=sys.stderr, flush=True)
     time.sleep(WINDOW)
     until = datetime.now(UTC)
     time.sleep(GRACE)
@@ -118,6 +143,7 @@ def main() -> None:
                 client.create_deployment_schedules(
                     sweep.id, [(CronSchedule(cron="* * * * *", timezone="UTC"), True)]
                 )
+            wait_for_scheduled_runs(sweep.id)
             old, old_names = window("baseline (every-minute sweep)", cron_ids)
     finally:
         up.send_signal(signal.SIGINT)
