@@ -31,6 +31,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import ConcurrencyLimitStrategy, ConcurrencyOptions
 from prefect.client.schemas.schedules import RRuleSchedule
 
+from taskflow_jobs.monitoring import backlog
 from taskflow_jobs.net import free_port
 from tests.support.prefect_stack import Deployed
 from tests.support.receiver import SECRET
@@ -125,6 +126,9 @@ def test_a_schedule_that_fell_behind_runs_once_and_says_what_it_skipped(
                           "one run left")  # fmt: skip
         assert kept.expected_start_time == last_slot
         assert kept.state.type.value == "SCHEDULED"
+        with deployed.server.client(), get_client(sync_client=True) as client:
+            # what `up` renames instead of asking for a second run of the same report
+            assert backlog.newest_due(client, f"weekly-summary/{NAME}") == kept.id
 
         # the worker comes back
         argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
