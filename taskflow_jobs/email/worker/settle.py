@@ -3,11 +3,11 @@
 An email the provider accepted should be acked within a short, bounded time: if the
 process dies later in the batch (up to 500 emails), only what was not yet settled is
 sent again. So outcomes gather here, each accepted email as soon as the provider answers
-(not when its slice of the batch is done), and are committed every EMAIL_SETTLE_EVERY
-outcomes or EMAIL_SETTLE_INTERVAL seconds after the first one waiting, whichever comes
-first. The default interval, 0, commits at once whatever waits, and what arrives while a
-commit runs goes in the next one (group commit): a trickle is acked email by email, a
-storm in batches, and a kill between accept and ack re-sends about one email.
+(not when its slice of the batch is done), and are committed at most once per
+EMAIL_SETTLE_INTERVAL, or as soon as EMAIL_SETTLE_EVERY wait: an outcome that arrives after
+a quiet spell is committed at once (a trickle is acked email by email, so a kill between
+accept and ack re-sends about nothing), a storm in groups (one transaction per interval,
+not per email).
 
 A settle that fails is retried EMAIL_SETTLE_ATTEMPTS times with a short pause, then
 raises: the batch releases what is unsettled (or the leases expire), and a message whose
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
@@ -59,6 +60,7 @@ class Settler:
         self.settles = 0
         self.gave_up = False  # a settle failed all its attempts
         self._since: float | None = None
+        self._last = -math.inf  # when the last settle started
         self._in_flight: asyncio.Task[list[Outcome]] | None = None
         self._in_flight_batch: list[Outcome] = []
 
@@ -66,7 +68,7 @@ class Settler:
         """Seconds until the waiting outcomes must be settled (None: nothing waits)."""
         if self._since is None:
             return None
-        return max(0.0, self._since + self.interval - time.monotonic())
+        return max(0.0, max(self._since, self._last + self.interval) - time.monotonic())
 
     def offer(self, outcomes: list[Outcome]) -> None:
         """Queue outcomes for the next settle (no await: callable from a send callback)."""
@@ -90,6 +92,7 @@ class Settler:
         if not self.pending:
             return
         batch, self.pending, self._since = self.pending, [], None
+        self._last = time.monotonic()
         for attempt in range(1, self.attempts + 1):
             # shielded: a cancel waits for the commit instead of racing a release with it
             self._in_flight = asyncio.create_task(self._settle(batch))
