@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.common import flow_settings
+from flows.common import flow_settings, skipped_for_this_run, with_skipped
 from taskflow_jobs import db
 from taskflow_jobs.jobs import retention as cleaning
 from taskflow_jobs.monitoring.heartbeat import heartbeating
@@ -25,6 +25,7 @@ def _run_name() -> str:
 def cleanup(vacuum: bool = True) -> dict:
     """Delete rows past their retention (CLEANUP_*_DAYS), each batch its own short
     transaction so the application keeps writing; then VACUUM (ANALYZE) what shrank."""
+    skipped = skipped_for_this_run()
     logger = get_run_logger()
     settings = flow_settings()
     now = dt.datetime.now(dt.UTC)
@@ -35,7 +36,7 @@ def cleanup(vacuum: bool = True) -> dict:
     create_table_artifact(
         [r.row() for r in results],
         key="cleanup-report",
-        description=f"{total:,} expired row(s) deleted",
+        description=with_skipped(f"{total:,} expired row(s) deleted", skipped),
     )
     for r in results:
         logger.info(

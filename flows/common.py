@@ -1,4 +1,5 @@
-"""What every flow shares: its settings, posting to Slack, and the late-start guard."""
+"""What every flow shares: its settings, posting to Slack, the late-start guard, and what
+was skipped in a run's favour after an outage."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prefect.tasks import exponential_backoff
 from pydantic import SecretStr
 
 from blocks import BlockNames, settings_from_blocks
+from taskflow_jobs.monitoring import backlog
 from taskflow_jobs.reports import slack
 from taskflow_jobs.settings import Settings, SettingsError, load_settings
 
@@ -90,3 +92,26 @@ def too_late(max_lateness_minutes: float | None) -> bool:
         )
         return True
     return False
+
+
+def skipped_for_this_run() -> str | None:
+    """What was skipped in this run's favour (older runs of its deployment that fell due
+    while no worker polled, see taskflow_jobs.monitoring.backlog), logged here once; the
+    flow adds it to its artifact. None when nothing was skipped or outside a run."""
+    run_id = flow_run.id
+    if not run_id:
+        return None
+    try:
+        note = backlog.note_for(run_id)
+    except Exception:  # best effort: the run's own work goes on
+        return None
+    if note is None:
+        return None
+    text = note.text()
+    _logger().info("%s: no worker ran them in time; this run does their work", text)
+    return text
+
+
+def with_skipped(description: str, skipped: str | None) -> str:
+    """An artifact's description, with what was skipped in the run's favour."""
+    return f"{description}; {skipped}" if skipped else description

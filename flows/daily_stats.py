@@ -9,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from blocks import connector_for
-from flows.common import flow_settings, post_to_slack
+from flows.common import flow_settings, post_to_slack, skipped_for_this_run, with_skipped
 from taskflow_jobs import db
 from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import DAILY_STATS
@@ -40,6 +40,7 @@ def daily_stats(date: str | None = None, catch_up_days: int | None = None) -> di
     `catch_up_days` (default STATS_CATCHUP_DAYS) days ending at it that has no row yet is
     filled too. The report goes to a markdown artifact and to Slack.
     """
+    skipped = skipped_for_this_run()
     logger = get_run_logger()
     settings = flow_settings()
     tz = settings.timezone
@@ -64,7 +65,9 @@ def daily_stats(date: str | None = None, catch_up_days: int | None = None) -> di
         len(result.run.filled),
     )
     create_markdown_artifact(
-        result.report.markdown, key="daily-stats-report", description=result.report.title
+        result.report.markdown + (f"\n\n_{skipped}_\n" if skipped else ""),
+        key="daily-stats-report",
+        description=with_skipped(result.report.title, skipped),
     )
     post_to_slack(settings.slack_webhook_url, result.report.slack_text)
     return result.report.figures

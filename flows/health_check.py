@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.runtime import flow_run
 
-from flows.common import flow_settings, post_to_slack, too_late
+from flows.common import flow_settings, post_to_slack, skipped_for_this_run, too_late, with_skipped
 from taskflow_jobs.monitoring import health, incidents
 from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import HEALTH_CHECK
@@ -32,6 +32,7 @@ def health_check(max_lateness_minutes: float = 30) -> dict:
     """
     if too_late(max_lateness_minutes):
         return {"skipped": "started too late"}
+    skipped = skipped_for_this_run()
     logger = get_run_logger()
     settings = flow_settings()
     store = incidents.VariableStore(f"{settings.block_prefix}-health-state")
@@ -43,8 +44,11 @@ def health_check(max_lateness_minutes: float = 30) -> dict:
     create_table_artifact(
         report.table(),
         key="health-check",
-        description=f"{len(report.problems)} problem(s); "
-        f"{len(change.opened)} new, {len(change.resolved)} resolved",
+        description=with_skipped(
+            f"{len(report.problems)} problem(s); "
+            f"{len(change.opened)} new, {len(change.resolved)} resolved",
+            skipped,
+        ),
     )
     for problem in report.problems:
         logger.warning("problem: %s", problem.summary)

@@ -6,18 +6,22 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
-from flows.common import flow_settings, post_to_slack, too_late
+from flows.common import flow_settings, post_to_slack, skipped_for_this_run, too_late, with_skipped
 from taskflow_jobs import db
 from taskflow_jobs.monitoring.heartbeat import heartbeating
 from taskflow_jobs.monitoring.prefect_api import WEEKLY_SUMMARY
 from taskflow_jobs.reports import summaries
-from taskflow_jobs.settings import EMAIL_QUEUE
+from taskflow_jobs.settings import EMAIL_QUEUE, load_settings
 
 
 def _run_name() -> str:
-
-    last = (flow_run.parameters or {}).get("week_ending")
-    return f"weekly-summary-to-{last}" if last else "weekly-summary-last-7-days"
+    """`weekly-summary-to-2026-11-30`: named for the last day it summarises."""
+    given = (flow_run.parameters or {}).get("week_ending")
+    try:
+        last = summaries.week_ending(given, load_settings().timezone)
+    except ValueError:
+        return f"{WEEKLY_SUMMARY}-to-{given}"  # the run itself fails and says why
+    return f"{WEEKLY_SUMMARY}-to-{last}"
 
 
 @flow(name=WEEKLY_SUMMARY, flow_run_name=_run_name, log_prints=True)
@@ -30,6 +34,7 @@ def weekly_summary(week_ending: str | None = None, max_lateness_minutes: float =
     """
     if too_late(max_lateness_minutes):
         return {"skipped": "started too late"}
+    skipped = skipped_for_this_run()
     logger = get_run_logger()
     settings = flow_settings()
     tz = settings.timezone
@@ -37,6 +42,10 @@ def weekly_summary(week_ending: str | None = None, max_lateness_minutes: float =
     with db.connect(db.database_url(settings), autocommit=True) as conn:
         report = summaries.weekly(conn, last, tz, EMAIL_QUEUE)
     logger.info("%s: %s", report.title, report.figures)
-    create_markdown_artifact(report.markdown, key="weekly-summary", description=report.title)
+    create_markdown_artifact(
+        report.markdown + (f"\n\n_{skipped}_\n" if skipped else ""),
+        key="weekly-summary",
+        description=with_skipped(report.title, skipped),
+    )
     post_to_slack(settings.slack_webhook_url, report.slack_text)
     return report.figures

@@ -26,12 +26,17 @@ def webhooks(
     ] = False,
 ) -> None:
     """Receive signed webhooks (Supabase, /api/notify, /api/events/NAME) until Ctrl-C."""
-    # deferred: loads FastAPI and uvicorn; only this command needs them
+    # deferred: loads FastAPI, uvicorn and the Prefect client; only this command needs them
+    from taskflow_jobs.monitoring import backlog
     from taskflow_jobs.webhooks.serve import ReceiverConfigError, run_receiver
 
+    current = settings()
+    # the receiver is the long-lived process every installation runs: it also deletes the
+    # cron runs a stopped worker left behind, before a worker submits them all at once
+    backlog.start_pruning(current.email_sweep_interval)
     try:
         run_receiver(
-            settings(), host=host, port=port, insecure_dev=insecure_dev, access_log=access_log
+            current, host=host, port=port, insecure_dev=insecure_dev, access_log=access_log
         )
     except ReceiverConfigError as exc:
         raise CliError(str(exc)) from None

@@ -28,6 +28,7 @@ from deployments.deploy import deploy
 from flows.daily_stats import run_name_for as daily_stats_run_name
 from taskflow_jobs import db, errors, net
 from taskflow_jobs.devstack import processes, seed
+from taskflow_jobs.monitoring import backlog
 from taskflow_jobs.monitoring.prefect_api import DAILY_STATS, WORK_POOL
 from taskflow_jobs.settings import Settings
 
@@ -186,6 +187,30 @@ def start_receiver(stack: Stack) -> processes.Child:
     return child
 
 
+def prune_backlog(stack: Stack, echo: Callable[[str], None]) -> list[backlog.Pruned]:
+    """Before the worker starts: the cron runs that fell due while the system was stopped
+    are deleted but the newest (the receiver goes on doing it while it runs)."""
+    with temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}):
+        pruned = backlog.prune()
+    for done in pruned:
+        echo(done.line())
+    return pruned
+
+
+def report_run(stack: Stack, name: str) -> Any:
+    """The daily-stats run named `name`: the scheduled one that fell due while the system
+    was stopped (renamed now, so its name is decided before it starts), else a new one."""
+    with (
+        temporary_settings(updates={PREFECT_API_URL: stack.prefect_api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        due = backlog.newest_due(client, f"{DAILY_STATS}/{DAILY_STATS}")
+        if due is not None:
+            client.update_flow_run(due, name=name)
+            return client.read_flow_run(due)
+    return request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}", name=name)
+
+
 def wait_for_worker(api_url: str, supervisor: processes.Supervisor, timeout: float = 60) -> None:
     """Until a worker polls the `taskflow-jobs` pool; fail early if any child exits."""
 
@@ -230,6 +255,7 @@ def start_system(
     stack = start_stack(settings, supervisor, prefect_port=prefect_port, echo=echo)
     echo("deploying: work pool, blocks, deployments, automations…")
     deploy_everything(stack, lambda line: stack.deploy_lines.append(line))
+    prune_backlog(stack, echo)
     echo("starting the worker, the email consumer and the webhook receiver…")
     start_worker(stack)
     start_consumer(stack)
@@ -290,7 +316,7 @@ def run_up(settings: Settings, *, prefect_port: int | None = None) -> None:
             if seeded:
                 print(f"demo data: {seeded}", flush=True)
             name = daily_stats_run_name(None, settings.timezone)
-            run = request_run(stack, f"{DAILY_STATS}/{DAILY_STATS}", name=name)
+            run = report_run(stack, name)
             print(f"daily-stats report requested: run {run.name!r} (see the UI)", flush=True)
             print("\n".join(banner(stack)), flush=True)
             watch(supervisor)

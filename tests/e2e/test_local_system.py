@@ -33,6 +33,7 @@ from taskflow_jobs.db.schema_dump import pg_dump_binary
 from taskflow_jobs.devstack.sendgrid_stub import Reply, SendGridStub, StubServer
 from taskflow_jobs.net import free_port
 from tests.e2e.browser import SCREENSHOTS, chromium_page
+from tests.e2e.runs_page import check_run_history
 from tests.support.dispatch_helpers import API_KEY
 from tests.support.slack_stub import SlackStub, start_slack_stub
 from tests.support.waiting import wait_for
@@ -219,6 +220,7 @@ def test_the_newcomer_journey(
     up = start_up(up_env, tmp_path / "up.log")
     try:
         wait_ready(up)
+        ready_at = time.monotonic()
         ui = up.line("Prefect UI")
         assert up.line("webhooks").startswith("http://127.0.0.1:")
         assert "demo data: 3 users" in up.text()
@@ -289,7 +291,10 @@ def test_the_newcomer_journey(
         wait_for(lambda: delivered_to(sendgrid, broken), 60, "the redriven email")
         assert up.status()["dead_letters"] == []
 
-        # 7. Ctrl-C stops every child process
+        # 7. after idle time the Runs page lists only runs that did work; a dead letter stands out
+        check_run_history(up.env["PREFECT_API_URL"], ui, ready_at, SCREENSHOTS / "runs.png")
+
+        # 8. Ctrl-C stops every child process
         children = psutil.Process(up.process.pid).children(recursive=True)
         assert len(children) >= 4, "server, worker, consumer and receiver"
         assert up.stop() == 0
@@ -297,7 +302,7 @@ def test_the_newcomer_journey(
         gone, alive = psutil.wait_procs(children, timeout=5)
         assert not alive, [p.cmdline() for p in alive]
 
-        # 8. no component logged a secret (nor Apprise's noise about the Slack URL)
+        # 9. no component logged a secret (nor Apprise's noise about the Slack URL)
         assert up.logs, "the components' logs exist"
         slack_token = slack.url.rsplit("/", 1)[1]
         for log in up.logs:
