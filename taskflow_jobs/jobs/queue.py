@@ -224,7 +224,10 @@ def ack(
     ids = list(ids)
     if not ids:
         return []
-    return _ids(conn.execute(query("ack"), {"ids": ids, "token": token, "now": now}))
+    cursor = conn.cursor(row_factory=tuple_row)  # a thousand ids: no dict per row
+    return [
+        row[0] for row in cursor.execute(query("ack"), {"ids": ids, "token": token, "now": now})
+    ]
 
 
 def retry_later_many(
