@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -250,6 +251,7 @@ def main() -> None:
             os.killpg(stub.pid, signal.SIGTERM)
             stub.wait(10)
         supervisor.stop()
+        shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {
         "bench": "lanes",
         "consumers": CONSUMERS,
