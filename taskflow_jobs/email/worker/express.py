@@ -25,6 +25,7 @@ and handed to the consumer's loop, which counts them in the burst it is reportin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -115,12 +116,14 @@ class ExpressLane:
     async def stop(self, timeout: float) -> None:
         """Stop claiming; sends in flight finish (or are released) before the thread ends."""
         loop, dispatcher = self._loop, self._dispatcher
-        if loop is not None and dispatcher is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(dispatcher.request_stop)
+        if loop is not None and dispatcher is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has ended already
+                loop.call_soon_threadsafe(dispatcher.request_stop)
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, timeout)
             if self._thread.is_alive():
                 log.warning("the express lane did not stop within %.0fs", timeout)
+        log.info("express lane stopped after %d message(s)", self.claimed)
 
     def _forward(self, outcomes: list[Outcome]) -> None:
         self._in_owner(self.on_outcomes, outcomes)
@@ -134,8 +137,9 @@ class ExpressLane:
 
     def _in_owner(self, fn: Callable[..., None], *args: object) -> None:
         owner = self._owner
-        if owner is not None and not owner.is_closed():
-            owner.call_soon_threadsafe(fn, *args)
+        if owner is not None:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop has ended
+                owner.call_soon_threadsafe(fn, *args)
 
     # --- the lane's thread ---------------------------------------------------------------
 
