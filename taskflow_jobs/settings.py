@@ -88,11 +88,12 @@ class Settings(BaseSettings):
         50, ge=1, le=10_000, description="Settle (ack, retry, dead-letter) every N outcomes"
     )
     email_settle_interval: float = Field(
-        0.5,
-        gt=0,
+        0.05,
+        ge=0,
         le=30,
-        description="... or this many seconds after the first outcome waiting, if sooner: "
-        "an accepted email is acked within about this long",
+        description="... and at most once this many seconds: an outcome after a quiet spell "
+        "is settled at once, a storm's in groups (an accepted email is acked within about "
+        "this long)",
     )
     email_settle_attempts: int = Field(
         3, ge=1, le=20, description="Tries of one settle before the batch gives up (and releases)"

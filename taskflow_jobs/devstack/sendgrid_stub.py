@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -78,6 +79,50 @@ class Throttling:
             self.refused += 1
         reply = errors("too many requests", 429)
         return Reply(429, {**reply.headers, "retry-after": f"{self.retry_after:g}"}, reply.body)
+
+
+class Faults:
+    """A script that answers a random share of requests 500, 429 (with `Retry-After`) or
+    hangs for `hang_seconds` and then answers 503, i.e. past the client's timeout and never
+    accepted; the rest 202. Seeded, so a run can be repeated. `spec` reads like
+    `500=0.10,429=0.05,hang=0.01`."""
+
+    KINDS = ("500", "429", "hang")
+
+    def __init__(
+        self, spec: str, seed: int = 1, hang_seconds: float = 3.0, retry_after: float = 1.0
+    ) -> None:
+        self.shares: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            kind, _, share = part.partition("=")
+            if kind not in self.KINDS:
+                raise ValueError(f"unknown fault {kind!r}: one of {', '.join(self.KINDS)}")
+            self.shares[kind] = float(share)
+        if sum(self.shares.values()) > 1:
+            raise ValueError(f"fault shares add up to more than 1: {spec}")
+        self.random = random.Random(seed)
+        self.hang_seconds = hang_seconds
+        self.retry_after = retry_after
+        self.lock = threading.Lock()
+        self.counts = dict.fromkeys(("202", *self.KINDS), 0)
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        with self.lock:
+            draw, kind = self.random.random(), "202"
+            for name, share in self.shares.items():
+                if draw < share:
+                    kind = name
+                    break
+                draw -= share
+            self.counts[kind] += 1
+        if kind == "500":
+            return errors("internal error", 500)
+        if kind == "429":
+            reply = errors("too many requests", 429)
+            return Reply(429, {**reply.headers, "retry-after": f"{self.retry_after:g}"}, reply.body)
+        if kind == "hang":
+            return Reply(503, errors("timed out", 503).headers, b"", delay=self.hang_seconds)
+        return Reply()
 
 
 class SendGridStub:
@@ -209,10 +254,20 @@ def main() -> None:
     parser.add_argument(
         "--rate-limit", type=float, help="answer 429 with Retry-After above this many per second"
     )
+    parser.add_argument("--faults", help="answer a share with faults: 500=0.1,429=0.05,hang=0.01")
+    parser.add_argument("--hang-seconds", type=float, default=3.0, help="how long a hang lasts")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the fault draws")
+    parser.add_argument(
+        "--no-bodies", action="store_true", help="record addresses and ids, not whole bodies"
+    )
     args = parser.parse_args()
-    script = Throttling(args.rate_limit) if args.rate_limit else None
+    script: Callable[[dict[str, Any]], Reply] | None = None
+    if args.rate_limit:
+        script = Throttling(args.rate_limit)
+    elif args.faults:
+        script = Faults(args.faults, args.seed, args.hang_seconds)
     uvicorn.run(
-        SendGridStub(args.api_key, script),
+        SendGridStub(args.api_key, script, keep_bodies=not args.no_bodies),
         host=args.host,
         port=args.port,
         log_level="warning",

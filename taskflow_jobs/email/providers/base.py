@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -87,14 +87,21 @@ class ProviderUnavailable(RuntimeError):
 
 @dataclass
 class SendControl:
-    """Lets a provider stop between emails: on shutdown, or before the lease runs out."""
+    """Lets a provider stop between emails (on shutdown, or before the lease runs out) and
+    tell each result as soon as it is known, so an accepted email is acked without waiting
+    for the rest of its slice (a slow or hanging send next to it)."""
 
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     deadline: float = float("inf")  # time.monotonic() after which nothing new is sent
+    on_result: Callable[[OutgoingEmail, SendResult], None] | None = None  # in the event loop
     urgent: bool = False  # transactional: ahead of the bulk sends waiting for a slot
 
     def may_send(self) -> bool:
         return not self.stop.is_set() and time.monotonic() < self.deadline
+
+    def tell(self, item: OutgoingEmail, result: SendResult) -> None:
+        if self.on_result is not None:
+            self.on_result(item, result)
 
 
 class ProviderSession(Protocol):
@@ -145,6 +152,7 @@ class ConcurrentSession:
                     return NOT_SENT
                 started = time.perf_counter()
                 result = (await self.provider.send_one(item)).timed(started)
+                control.tell(item, result)
                 if result.throttled:
                     await self.throttle.aback_off(result.retry_after)
                 if result.status is SendStatus.UNAVAILABLE:

@@ -15,7 +15,7 @@ import logging
 import smtplib
 import ssl
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 from taskflow_jobs.email.compose import OutgoingEmail
@@ -129,10 +129,20 @@ class SmtpSession:
         self.lock = asyncio.Lock()  # one conversation at a time on the connection
 
     async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
-        async with self.lock:
-            return await asyncio.to_thread(self._send_all, list(emails), control)
+        loop = asyncio.get_running_loop()
 
-    def _send_all(self, emails: list[OutgoingEmail], control: SendControl) -> list[SendResult]:
+        def tell(item: OutgoingEmail, result: SendResult) -> None:  # from the worker thread
+            loop.call_soon_threadsafe(control.tell, item, result)
+
+        async with self.lock:
+            return await asyncio.to_thread(self._send_all, list(emails), control, tell)
+
+    def _send_all(
+        self,
+        emails: list[OutgoingEmail],
+        control: SendControl,
+        tell: Callable[[OutgoingEmail, SendResult], None],
+    ) -> list[SendResult]:
         results: list[SendResult] = []
         drops = 0
         for index, item in enumerate(emails):
@@ -157,6 +167,7 @@ class SmtpSession:
                     return results
             started = time.perf_counter()
             results.append(self._send_one(item).timed(started))
+            tell(item, results[-1])
             self.sent_on_connection += 1
             if self.smtp is None:
                 drops += 1

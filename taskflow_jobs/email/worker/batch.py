@@ -10,16 +10,14 @@ Prefect task. Per message it decides:
                                  -> dead_letter with the reason
 - provider unavailable, or not sent because we are stopping -> release (attempt not used)
 
-and settles as the results come in (`Settler`): an accepted email is acked within a bounded
-time, a kill re-sends only what was not settled, and an unavailable provider raises
-`ProviderUnavailable` afterwards (what was settled stays settled).
-
-Blocking work (psycopg, smtplib) runs in worker threads: one event loop keeps several
-batches and the LISTEN connection going at once."""
+and settles as the results come in (`Settler`, `Arrivals`): a kill re-sends only what was
+not settled; an unavailable provider raises `ProviderUnavailable` afterwards. Blocking
+work (psycopg, smtplib) runs in worker threads."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -53,7 +51,7 @@ from taskflow_jobs.email.providers import (
     create_provider,
 )
 from taskflow_jobs.email.render import Renderer, TemplateProblem
-from taskflow_jobs.email.worker.settle import Settler, settle_outcomes
+from taskflow_jobs.email.worker.settle import Arrivals, Settler, settle_outcomes
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.jobs.metrics import record_outcomes
 from taskflow_jobs.jobs.wakeup import Listener, Waker, wait_for
@@ -278,13 +276,14 @@ class Dispatcher:
         done = False
         sending: dict[asyncio.Task, list[tuple[queue.Message, OutgoingEmail]]] = {}
         results: list[SendResult] = []
+        arrivals = Arrivals(settler, batch.messages, self.decide)
         try:
             parsed, failed = self._parse(batch.messages)
             await settler.add(failed)
             profiles, screening = await self._db(self.consent.look_up, parsed)
             parsed, links = screening.kept, screening.links
             await settler.add(screening.skipped)
-            control = SendControl(self.stop_event, lease_ends)
+            control = SendControl(self.stop_event, lease_ends, arrivals)
             # render a slice, start sending it, render the next: the provider is busy
             # while we render, and other batches' traffic is not held up by ours
             for start in range(0, len(parsed), RENDER_SLICE):
@@ -298,16 +297,13 @@ class Dispatcher:
             # settle as the results come in, not once at the end of the batch
             waiting = set(sending)
             while waiting:
-                finished, waiting = await asyncio.wait(
-                    waiting, timeout=settler.due_in(), return_when=asyncio.FIRST_COMPLETED
-                )
+                finished, waiting = await arrivals.wait(waiting)
                 for task in finished:
                     chunk = task.result()
                     results += chunk
                     if bounces := hard_bounces(sending[task], chunk):
                         await self._db(suppress, bounces, self.provider.name)
-                    pairs = zip(sending[task], chunk, strict=True)
-                    await settler.add([self.decide(m, r) for (m, _), r in pairs])
+                    await settler.add(arrivals.rest(zip(sending[task], chunk, strict=True)))
                 await settler.flush_if_due()
             await settler.flush()
             done = True
@@ -316,6 +312,9 @@ class Dispatcher:
                 for task in sending:
                     task.cancel()
                 await settler.quiesce()
+                if not settler.gave_up:  # on a cancel, ack what was delivered first
+                    with contextlib.suppress(Exception):
+                        await settler.flush()
                 unsettled = [i for i in batch.ids if i not in settler.settled]
                 await self._release_quietly(batch, unsettled)
         down = [r.error for r in results if r.status is SendStatus.UNAVAILABLE]

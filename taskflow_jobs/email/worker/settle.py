@@ -2,8 +2,12 @@
 
 An email the provider accepted should be acked within a short, bounded time: if the
 process dies later in the batch (up to 500 emails), only what was not yet settled is
-sent again. So outcomes gather here and are committed every EMAIL_SETTLE_EVERY outcomes
-or EMAIL_SETTLE_INTERVAL seconds after the first one waiting, whichever comes first.
+sent again. So outcomes gather here, each accepted email as soon as the provider answers
+(not when its slice of the batch is done), and are committed at most once per
+EMAIL_SETTLE_INTERVAL, or as soon as EMAIL_SETTLE_EVERY wait: an outcome that arrives after
+a quiet spell is committed at once (a trickle is acked email by email, so a kill between
+accept and ack re-sends about nothing), a storm in groups (one transaction per interval,
+not per email).
 
 A settle that fails is retried EMAIL_SETTLE_ATTEMPTS times with a short pause, then
 raises: the batch releases what is unsettled (or the leases expire), and a message whose
@@ -15,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from taskflow_jobs.db import Connection
+from taskflow_jobs.email.compose import OutgoingEmail
 from taskflow_jobs.email.outcomes import Action, Outcome
+from taskflow_jobs.email.providers.base import SendResult, SendStatus
 from taskflow_jobs.jobs import queue
 
 log = logging.getLogger(__name__)
@@ -51,7 +58,9 @@ class Settler:
         self.pending: list[Outcome] = []
         self.settled: set[int] = set()  # message ids no longer ours to release
         self.settles = 0
+        self.gave_up = False  # a settle failed all its attempts
         self._since: float | None = None
+        self._last = -math.inf  # when the last settle started
         self._in_flight: asyncio.Task[list[Outcome]] | None = None
         self._in_flight_batch: list[Outcome] = []
 
@@ -59,14 +68,18 @@ class Settler:
         """Seconds until the waiting outcomes must be settled (None: nothing waits)."""
         if self._since is None:
             return None
-        return max(0.0, self._since + self.interval - time.monotonic())
+        return max(0.0, max(self._since, self._last + self.interval) - time.monotonic())
 
-    async def add(self, outcomes: list[Outcome]) -> None:
+    def offer(self, outcomes: list[Outcome]) -> None:
+        """Queue outcomes for the next settle (no await: callable from a send callback)."""
         if not outcomes:
             return
         if self._since is None:
             self._since = time.monotonic()
         self.pending += outcomes
+
+    async def add(self, outcomes: list[Outcome]) -> None:
+        self.offer(outcomes)
         if len(self.pending) >= self.every:
             await self.flush()
 
@@ -79,6 +92,7 @@ class Settler:
         if not self.pending:
             return
         batch, self.pending, self._since = self.pending, [], None
+        self._last = time.monotonic()
         for attempt in range(1, self.attempts + 1):
             # shielded: a cancel waits for the commit instead of racing a release with it
             self._in_flight = asyncio.create_task(self._settle(batch))
@@ -88,6 +102,7 @@ class Settler:
             except self.retry_errors as exc:
                 if attempt == self.attempts:
                     self.pending[:0] = batch
+                    self.gave_up = True
                     raise
                 log.warning(
                     "settling %d message(s) failed (%s); attempt %d/%d",
@@ -117,6 +132,50 @@ class Settler:
             return
         self.settled |= {o.message_id for o in batch}
         self._on_settled(kept)
+
+
+class Arrivals:
+    """Send results as the provider gives them (`SendControl.on_result`): an accepted
+    email goes to the settler at once, not when the rest of its slice is done; the other
+    outcomes come with their slice (`rest`)."""
+
+    def __init__(
+        self,
+        settler: Settler,
+        messages: Sequence[queue.Message],
+        decide: Callable[[queue.Message, SendResult], Outcome],
+    ) -> None:
+        self.settler = settler
+        self.decide = decide
+        self.by_id = {m.id: m for m in messages}
+        self.told: set[int] = set()
+        self.event = asyncio.Event()
+
+    def __call__(self, item: OutgoingEmail, result: SendResult) -> None:
+        if result.status is SendStatus.ACCEPTED:
+            self.told.add(item.message_id)
+            self.settler.offer([self.decide(self.by_id[item.message_id], result)])
+            self.event.set()
+
+    async def wait(self, tasks: set[asyncio.Task]) -> tuple[set[asyncio.Task], set[asyncio.Task]]:
+        """(finished, still running) once a task ends, an email is accepted or a settle is due."""
+        arrival = asyncio.ensure_future(self.event.wait())
+        try:
+            finished, waiting = await asyncio.wait(
+                tasks | {arrival},
+                timeout=self.settler.due_in(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            arrival.cancel()
+        self.event.clear()
+        return finished - {arrival}, waiting - {arrival}
+
+    def rest(
+        self, pairs: Iterable[tuple[tuple[queue.Message, OutgoingEmail], SendResult]]
+    ) -> list[Outcome]:
+        """The outcomes of a finished slice that were not told one by one."""
+        return [self.decide(m, r) for (m, e), r in pairs if e.message_id not in self.told]
 
 
 def settle_outcomes(

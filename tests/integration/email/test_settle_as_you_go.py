@@ -159,3 +159,44 @@ def test_a_lease_shorter_than_a_send_and_its_settle_is_a_configuration_error() -
     with pytest.raises(SettingsError, match="SENDGRID_TIMEOUT"):
         load_settings(email_provider="sendgrid", sendgrid_timeout=60, email_visibility_timeout=60)
     assert load_settings(email_provider="console", email_visibility_timeout=6)
+
+
+def test_an_email_accepted_next_to_a_hanging_send_is_acked_at_once(
+    conn: psycopg.Connection, database_url: str, sendgrid: StubServer, make_settings
+) -> None:
+    """Results reach the settler one by one, not when their slice is done: with the
+    default interval (0, group commit) nine emails accepted in the same slice as a send
+    that hangs are acked while it hangs, so a kill then re-sends only the hanging one."""
+    for i in range(10):
+        signup(conn, f"user{i}@example.com", f"User {i}")
+
+    def script(body: dict) -> Reply:
+        hangs = body["personalizations"][0]["to"][0]["email"] == "user0@example.com"
+        return Reply(202, delay=4 if hangs else 0)
+
+    sendgrid.stub.script = script
+    settings = settle_settings(
+        make_settings, sendgrid, email_settle_every=50, email_settle_interval=0,
+        sendgrid_concurrency=4, sendgrid_timeout=10,
+    )  # fmt: skip
+    assert len(range(10)) <= RENDER_SLICE, "one slice"
+
+    async def scenario() -> tuple[int, int]:
+        async with Dispatcher(settings, database_url) as dispatcher:
+            batch = asyncio.create_task(dispatcher.run_batch())
+            while len(sendgrid.stub.accepted()) < 10:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.5)
+            assert not batch.done(), "the hanging send is still open"
+            with db.connect(database_url) as watcher:
+                acked_while_hanging = archived(watcher)
+            batch.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await batch
+        return acked_while_hanging, archived(conn)
+
+    acked_while_hanging, acked = asyncio.run(scenario())
+    assert acked_while_hanging == 9
+    assert acked == 9
+    left = conn.execute("SELECT payload->>'email' AS email FROM jobs.messages").fetchall()
+    assert [r["email"] for r in left] == ["user0@example.com"], "only the hanging one is back"
