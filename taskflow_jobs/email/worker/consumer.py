@@ -129,7 +129,8 @@ class Consumer:
         try:
             while not self.dispatcher.stopping:
                 try:
-                    if not await wait_for_work(self.dispatcher, self.settings.email_poll_interval):
+                    poll = self.settings.email_poll_interval
+                    if not self.unreported and not await wait_for_work(self.dispatcher, poll):
                         continue
                     await self._one_run()
                     failures = 0
@@ -190,12 +191,13 @@ class Consumer:
         log.info("now sending with provider %s", self.dispatcher.provider.name)
 
     def _express_outcomes(self, outcomes: list[Outcome]) -> None:
-        """The express lane's settled outcomes: counted in the burst being reported (a
-        welcome that woke the consumer is sent before its burst starts: the next one)."""
+        """The express lane's settled outcomes: counted in the burst being reported, or
+        in one that starts for them (the lane took the message the burst would have)."""
         if self.stats is not None:
             self.stats.record(outcomes)
         else:
             self.unreported += outcomes
+            self.dispatcher.waker.fire()
 
     async def _one_run(self) -> None:
         """One burst; on a stop request give it the grace period, then cancel it."""
