@@ -13,41 +13,37 @@ Prefect call with a short deadline and no client retries:
   outcomes of every send are counted for the outage. When Prefect answers again, the
   outage becomes a flow run of its own with the counts, from when to when, the outbox
   is published (the automations alert on those dead letters now), and ONE info line
-  with the counts is logged.
+  with the counts is logged. The counts are checkpointed in PostgreSQL every second
+  (`jobs/outages.py`): the outage of a consumer killed meanwhile is reported by the next
+  one that reaches Prefect.
 
 Bursts that began and ended inside an outage are covered by the outage's run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import psycopg
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import ArtifactCreate
 from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
-from prefect.states import Completed, Failed, Running, State
 
 from taskflow_jobs.db import DatabaseUnavailable
 from taskflow_jobs.email.outcomes import Action, DispatchStats, Outcome
-from taskflow_jobs.jobs import outbox
+from taskflow_jobs.email.worker.prefect_calls import PrefectCalls
+from taskflow_jobs.jobs import outages, outbox
 
 log = logging.getLogger(__name__)
 
-FLOW_NAME = "email-dispatch"
 ARTIFACT_KEY = "email-dispatch"
 OUTAGE_ARTIFACT_KEY = "email-dispatch-outage"
-DEAD_LETTERED = "DeadLettered"  # final state name of a run that dead-lettered emails
-HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 
 
 @dataclass(frozen=True)
@@ -56,6 +52,8 @@ class ObserverTiming:
     probe_interval: float = 5.0  # while Prefect is unreachable
     heartbeat_interval: float = 30.0
     outbox_interval: float = 10.0  # the flow of the sweep publishes too
+    checkpoint_interval: float = 1.0  # an open outage's counts saved in PostgreSQL
+    orphan_after: float = 10.0  # an outage not checkpointed this long lost its consumer
     stop_timeout: float = 5.0  # final reports at shutdown, then give up
 
 
@@ -89,6 +87,8 @@ class Outage:
     since: float  # monotonic
     reason: str
     stats: DispatchStats = field(default_factory=DispatchStats)
+    row_id: int | None = None  # its checkpoint in jobs.prefect_outages
+    saved_at: float = 0.0  # monotonic
 
 
 def _now() -> datetime:
@@ -102,7 +102,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     )
 
 
-class Observer:
+class Observer(PrefectCalls):
     """One per `consume` process: its window into Prefect, never in the way of a send."""
 
     def __init__(
@@ -194,7 +194,8 @@ class Observer:
 
     def _sleep(self) -> float:
         if self.outage is not None:
-            return max(0.05, self._next_probe - time.monotonic())
+            due = min(self._next_probe, self.outage.saved_at + self.timing.checkpoint_interval)
+            return max(0.05, due - time.monotonic())
         return 1.0
 
     # --- the observer thread ---------------------------------------------------------
@@ -202,6 +203,7 @@ class Observer:
     def step(self) -> None:
         """One round: probe or report, whatever is due."""
         if self.outage is not None:
+            self._checkpoint(self.outage)
             if time.monotonic() < self._next_probe:
                 return
             if not self._probe():
@@ -210,7 +212,8 @@ class Observer:
                 return
         try:
             self._report_bursts()
-            self._publish_outbox()
+            if self._publish_outbox() is not None:  # its round: the orphans too
+                self._report_orphans()
             if time.monotonic() - self._contact_mono >= self.timing.probe_interval:
                 if not self._probe():
                     return
@@ -277,7 +280,10 @@ class Observer:
         except httpx.HTTPError:
             self._next_probe = time.monotonic() + self.timing.probe_interval
             return False
+        if outage.row_id is not None:
+            self._database(outages.forget, outage.row_id)
         published = self._publish_outbox(force=True)
+        self._report_orphans()
         log.info(
             "Prefect API answers again after %.0fs: while it was unreachable %s; "
             "reported as flow run %r%s",
@@ -299,7 +305,8 @@ class Observer:
                 burst.beat_at = 0.0
             if burst.ended is None:
                 if time.monotonic() - burst.beat_at >= self.timing.heartbeat_interval:
-                    self._heartbeat(burst)
+                    burst.beat_at = time.monotonic()
+                    self._heartbeat(burst.run_id, burst.flow_id, burst.name)
                 continue
             summary = {**burst.stats.summary(), "batches": burst.stats.batches}
             description = f"{summary_text(summary)} in {burst.stats.batches} batches"
@@ -308,9 +315,10 @@ class Observer:
             with self._lock:
                 self._bursts.remove(burst)
 
-    def _publish_outbox(self, *, force: bool = False) -> int:
+    def _publish_outbox(self, *, force: bool = False) -> int | None:
+        """Publish the waiting dead-letter events; None if it was not time to."""
         if not force and time.monotonic() < self._outbox_at:
-            return 0
+            return None
         self._outbox_at = time.monotonic() + self.timing.outbox_interval
         try:
             return outbox.publish(self.database_url, self._post_events)
@@ -318,74 +326,46 @@ class Observer:
             log.info("dead-letter events stay in the outbox: database: %s", exc)
             return 0
 
-    # --- Prefect calls (each one request, `call_timeout` at most) ---------------------
+    # --- outages kept in PostgreSQL (jobs/outages.py) ---------------------------------
 
-    def _create_run(self, name: str, started: datetime) -> Any:
-        flow = SimpleNamespace(name=FLOW_NAME, version=None, retries=0, retry_delay_seconds=0)
-        return self._client.create_flow_run(
-            flow,
-            name=name,
-            parameters={"mode": "listen", "consumer": self.label},
-            tags=["consume"],
-            state=Running(timestamp=started),
-        )
+    def _database(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call(self.database_url, *args, **kwargs)
+        except (DatabaseUnavailable, psycopg.Error) as exc:  # the next round tries again
+            log.debug("outage checkpoint: database: %s", exc)
+            return None
 
-    def _artifact(self, run_id: UUID, key: str, table: list[dict], description: str) -> None:
-        self._client.create_artifact(
-            ArtifactCreate(
-                key=key,
-                type="table",
-                data=json.dumps(table, default=str),
-                description=description,
-                flow_run_id=run_id,
+    def _checkpoint(self, outage: Outage) -> None:
+        if time.monotonic() - outage.saved_at < self.timing.checkpoint_interval:
+            return
+        outage.saved_at = time.monotonic()
+        with self._lock:
+            summary, rows = outage.stats.summary(), outage.stats.table()
+        saved = self._database(
+            outages.checkpoint, outage.row_id, consumer=self.label, started=outage.started,
+            reason=outage.reason, summary=summary, rows=rows,
+        )  # fmt: skip
+        if saved is not None:
+            outage.row_id = saved
+
+    def _report_orphans(self) -> None:
+        try:
+            reported = self._database(
+                outages.report_orphans, self._report_orphan, self.timing.orphan_after
             )
+        except httpx.HTTPError:  # they stay for the next round
+            return
+        if reported:
+            log.info("reported %d outage(s) of consumers that stopped meanwhile", reported)
+
+    def _report_orphan(self, row: dict[str, Any]) -> None:
+        started, seen, summary = row["started_at"], row["seen_at"], row["summary"]
+        name = f"{row['consumer']} outage {started:%Y-%m-%d %H:%M:%S}Z-{seen:%H:%M:%S}Z"
+        description = (
+            f"Prefect was unreachable from {started:%Y-%m-%d %H:%M:%S}Z ({row['reason']}); "
+            f"{row['consumer']} stopped before it answered again. Until {seen:%H:%M:%S}Z "
+            f"it had: {summary_text(summary)}."
         )
-
-    def _finish(
-        self,
-        run_id: UUID,
-        description: str,
-        dead: int,
-        error: str | None,
-        summary: dict[str, Any],
-    ) -> None:
-        state: State[Any]
-        if error is not None:
-            state = Failed(message=f"{error} ({description})")
-        elif dead:
-            state = Failed(
-                name=DEAD_LETTERED,
-                message=f"{dead} email(s) dead-lettered; see this run's artifact and "
-                "`taskflow-jobs dlq list`",
-            )
-        else:
-            state = Completed(message=description)
-        self._client.set_flow_run_state(run_id, state, force=True)
-
-    def _heartbeat(self, burst: Burst) -> None:
-        burst.beat_at = time.monotonic()
-        self._post_events(
-            [
-                {
-                    "occurred": _now().isoformat(),
-                    "event": HEARTBEAT_EVENT,
-                    "resource": {
-                        "prefect.resource.id": f"prefect.flow-run.{burst.run_id}",
-                        "prefect.resource.name": burst.name,
-                    },
-                    "related": [
-                        {
-                            "prefect.resource.id": f"prefect.flow.{burst.flow_id}",
-                            "prefect.resource.role": "flow",
-                            "prefect.resource.name": FLOW_NAME,
-                        }
-                    ],
-                    "payload": {},
-                    "id": str(uuid4()),
-                }
-            ]
-        )
-
-    def _post_events(self, events: list[dict[str, Any]]) -> None:
-        response = self._client.request("POST", "/events", json=events)
-        response.raise_for_status()
+        run = self._create_run(name, started)
+        self._artifact(run.id, OUTAGE_ARTIFACT_KEY, row["rows"], description)
+        self._finish(run.id, description, summary["dead-lettered"], None, summary)

@@ -245,3 +245,44 @@ def test_status_prints_the_database_at_once_and_gives_up_on_a_frozen_prefect(
     assert "did not answer within 5s" in text, text
     assert ended_at - queues_at >= 4, "the database part came before the Prefect wait"
     assert ended_at - queues_at < 10, "the Prefect part gave up within its deadline"
+
+
+def test_the_outage_of_a_consumer_killed_before_prefect_returns_is_reported_by_the_next(
+    conn: psycopg.Connection, pool: Consumers, sendgrid: StubServer, own_prefect: OwnPrefect
+) -> None:
+    """The outage's counts are checkpointed in PostgreSQL: SIGKILL the consumer while
+    Prefect is frozen, and the next consumer that reaches Prefect reports them."""
+    sendgrid.stub.script = lambda body: Reply(202)
+    first = pool.start(PREFECT_API_URL=own_prefect.api_url)
+    own_prefect.signal(signal.SIGSTOP)
+    try:
+        concurrent_signups(conn.info.dsn, 100, 6, writers=2)
+        wait_until(lambda: len(sendgrid.stub.accepted()) == 6, 60, "all 6 sent while frozen")
+        wait_until(lambda: WARNING in pool.log(0), 30, "the switch to be logged")
+
+        def checkpointed() -> bool:
+            row = conn.execute("SELECT summary FROM jobs.prefect_outages").fetchone()
+            return row is not None and row["summary"].get("sent") == 6
+
+        wait_until(checkpointed, 10, "the outage's counts checkpointed")
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    finally:
+        own_prefect.signal(signal.SIGCONT)
+    assert RECOVERED not in pool.log(0), "killed before it could report"
+
+    pool.start(PREFECT_API_URL=own_prefect.api_url)
+    label = f":{first.pid} outage"
+    wait_until(lambda: runs_named(own_prefect, label), 90, "the orphaned outage reported")
+    (run,) = runs_named(own_prefect, label)
+    assert run.state.is_completed(), run.state
+    assert "stopped before it answered again" in (run.state.message or "")
+    (table,) = run_artifact_from(own_prefect, run.id)
+    assert totals(table)["sent"] == 6
+    assert "reported 1 outage(s) of consumers that stopped meanwhile" in pool.log(1)
+    wait_until(
+        lambda: conn.execute("SELECT count(*) AS n FROM jobs.prefect_outages").fetchone()["n"]
+        == 0,
+        10,
+        "the row forgotten once reported",
+    )
