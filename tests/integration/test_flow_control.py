@@ -90,10 +90,11 @@ def test_batches_beside_an_express_lane_leave_it_the_fresh_transactional_message
     conn.execute("UPDATE jobs.messages SET visible_at = visible_at - interval '10 min'")
     (bulk,) = queue.send_batch(conn, Q, [note(1)], priority=queue.BULK)
     fresh = queue.send(conn, Q, welcome(2))
-    # at T0 (an hour from now), "fresh" means visible for less than 65 minutes
-    claimed = queue.claim(conn, Q, 10, 30, now=T0, leave_fresh=timedelta(minutes=65))
+    # an hour from now, "fresh" means visible for less than 65 minutes
+    later = datetime.now(UTC) + timedelta(hours=1)
+    claimed = queue.claim(conn, Q, 10, 30, now=later, leave_fresh=timedelta(minutes=65))
     assert claimed.ids == [old, bulk], "the fresh signup is left to the express lane"
-    express = queue.claim(conn, Q, 10, 30, now=T0, last_lane=queue.TRANSACTIONAL)
+    express = queue.claim(conn, Q, 10, 30, now=later, last_lane=queue.TRANSACTIONAL)
     assert express.ids == [fresh]
 
 
