@@ -121,6 +121,16 @@ class Settings(BaseSettings):
         description="In `consume`, seconds one batch (one Prefect task run) keeps taking "
         "newly arrived messages before it closes; bounds task runs under a trickle",
     )
+    email_express_batch: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description="In `consume`, most transactional messages the express lane claims at "
+        "once (they never wait for a bulk batch in flight); 0 = no express lane",
+    )
+    email_express_concurrency: int = Field(
+        4, ge=1, le=256, description="Requests the express lane may have in flight at once"
+    )
     email_poll_interval: float = Field(
         5.0, gt=0, le=3600, description="Longest sleep of `consume` without a NOTIFY"
     )

@@ -60,6 +60,7 @@ class Message:
     errors: list[dict[str, Any]]
     enqueued_at: datetime
     redrive_count: int = 0
+    priority: int = 0  # its lane: 0 transactional, 1 bulk
 
     @property
     def type(self) -> str | None:
@@ -188,8 +189,12 @@ def claim(
     *,
     token: uuid.UUID | None = None,
     now: datetime | None = None,
+    last_lane: str = BULK,
+    leave_fresh: timedelta | float | None = None,
 ) -> Batch:
-    """Lease up to `batch_size` visible messages (FOR UPDATE SKIP LOCKED)."""
+    """Lease up to `batch_size` visible messages (FOR UPDATE SKIP LOCKED), lowest lane
+    first, from no lane above `last_lane` (TRANSACTIONAL: the express lane's claim);
+    transactional messages visible for less than `leave_fresh` are left to an express lane."""
     token = token or uuid.uuid4()
     # tuple rows straight into Message: at a thousand rows a batch, dict rows cost more
     # than the database does
@@ -203,6 +208,8 @@ def claim(
                 "visibility_timeout": _interval(visibility_timeout),
                 "token": token,
                 "now": now,
+                "last_lane": lane(last_lane),
+                "leave_fresh": _interval(leave_fresh),
             },
         )
         .fetchall()
@@ -217,7 +224,10 @@ def ack(
     ids = list(ids)
     if not ids:
         return []
-    return _ids(conn.execute(query("ack"), {"ids": ids, "token": token, "now": now}))
+    cursor = conn.cursor(row_factory=tuple_row)  # a thousand ids: no dict per row
+    return [
+        row[0] for row in cursor.execute(query("ack"), {"ids": ids, "token": token, "now": now})
+    ]
 
 
 def retry_later_many(

@@ -26,7 +26,7 @@ CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamp with time
     SELECT id FROM done;
 $$;
 
-CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer, priority smallint)
+CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now(), p_last_lane smallint DEFAULT 1, p_leave_fresh interval DEFAULT NULL::interval) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer, priority smallint)
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     SET enable_seqscan TO 'off'
@@ -48,8 +48,9 @@ BEGIN
     FROM (
         SELECT m.id, m.claim_token IS NOT NULL AND m.attempt >= m.max_attempts AS lost
         FROM jobs.messages m
-        WHERE m.queue = p_queue AND m.visible_at <= p_now
+        WHERE m.queue = p_queue AND m.priority <= p_last_lane AND m.visible_at <= p_now
           AND (m.leased_until IS NULL OR m.leased_until <= p_now)
+          AND (p_leave_fresh IS NULL OR m.priority > 0 OR m.visible_at <= p_now - p_leave_fresh)
           AND (cardinality(v_paused) = 0 OR NOT coalesce(m.payload ->> 'type', '') = ANY (v_paused))
         ORDER BY m.priority, m.visible_at, m.id
         LIMIT p_batch_size

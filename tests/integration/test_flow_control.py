@@ -71,8 +71,43 @@ def test_an_unknown_priority_is_refused_naming_the_known_ones(conn: psycopg.Conn
         queue.send(conn, Q, welcome(1), priority="urgent")
 
 
-def test_the_claim_is_one_ordered_index_scan(conn: psycopg.Connection) -> None:
-    """The plan of the claim's inner SELECT, as PostgreSQL ran it inside jobs.claim."""
+def test_the_express_lane_claims_transactional_messages_only(conn: psycopg.Connection) -> None:
+    queue.send_batch(conn, Q, [note(i) for i in range(50)], priority=queue.BULK)
+    signups = [queue.send(conn, Q, welcome(i)) for i in range(3)]
+    pauses.pause(conn, Q, "task_assigned")
+    queue.send(conn, Q, {"type": "task_assigned", "task_id": 1, "assignee_id": "x"})
+    express = queue.claim(conn, Q, 10, 30, now=T0, last_lane=queue.TRANSACTIONAL)
+    assert express.ids == signups, "lane 0, oldest first, paused types passed over"
+    assert [m.priority for m in express.messages] == [0, 0, 0]
+    assert queue.claim(conn, Q, 10, 30, now=T0, last_lane=queue.TRANSACTIONAL).ids == []
+    assert {m.priority for m in queue.claim(conn, Q, 10, 30, now=T0).messages} == {1}
+
+
+def test_batches_beside_an_express_lane_leave_it_the_fresh_transactional_messages(
+    conn: psycopg.Connection,
+) -> None:
+    old = queue.send(conn, Q, welcome(1))
+    conn.execute("UPDATE jobs.messages SET visible_at = visible_at - interval '10 min'")
+    (bulk,) = queue.send_batch(conn, Q, [note(1)], priority=queue.BULK)
+    fresh = queue.send(conn, Q, welcome(2))
+    # an hour from now, "fresh" means visible for less than 65 minutes
+    later = datetime.now(UTC) + timedelta(hours=1)
+    claimed = queue.claim(conn, Q, 10, 30, now=later, leave_fresh=timedelta(minutes=65))
+    assert claimed.ids == [old, bulk], "the fresh signup is left to the express lane"
+    express = queue.claim(conn, Q, 10, 30, now=later, last_lane=queue.TRANSACTIONAL)
+    assert express.ids == [fresh]
+
+
+@pytest.mark.parametrize(
+    ("last_lane", "leave_fresh"),
+    [(queue.BULK, None), (queue.TRANSACTIONAL, None), (queue.BULK, 1.0)],
+)
+def test_the_claim_is_one_ordered_index_scan(
+    conn: psycopg.Connection, last_lane: str, leave_fresh: float | None
+) -> None:
+    """The plan of the claim's inner SELECT, as PostgreSQL ran it inside jobs.claim (the
+    batches' claim of every lane, the express lane's claim of lane 0, and the claim of the
+    batches beside an express lane)."""
     queue.send_batch(conn, Q, [note(i) for i in range(5000)], priority=queue.BULK)
     queue.send_batch(conn, Q, [welcome(i) for i in range(500)])
     pauses.pause(conn, Q, "digest")  # the pause filter is part of the plan
@@ -84,7 +119,7 @@ def test_the_claim_is_one_ordered_index_scan(conn: psycopg.Connection) -> None:
     conn.execute("SET auto_explain.log_nested_statements = on")
     conn.execute("SET auto_explain.log_level = notice")
     conn.execute("SET client_min_messages = notice")
-    queue.claim(conn, Q, 100, 30)
+    queue.claim(conn, Q, 100, 30, last_lane=last_lane, leave_fresh=leave_fresh)
     conn.execute("RESET client_min_messages")
     inner = [p for p in plans if "FOR UPDATE SKIP LOCKED" in p and "ORDER BY m.priority" in p]
     assert len(inner) == 1, plans
@@ -95,6 +130,7 @@ def test_the_claim_is_one_ordered_index_scan(conn: psycopg.Connection) -> None:
     assert "Seq Scan" not in plan and "Bitmap" not in plan
     assert plan.count(" on messages m") == 1, "one scan of jobs.messages"
     assert "LockRows" in plan and "Limit" in plan, "stops after the batch: no full scan"
+    assert "priority <= " in plan, "the lane bound is an index condition, not a filter"
 
 
 # --- pause and resume ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from taskflow_jobs.email.compose import OutgoingEmail
+from taskflow_jobs.email.providers.limit import LaneLimit
 from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
 
@@ -93,6 +94,7 @@ class SendControl:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     deadline: float = float("inf")  # time.monotonic() after which nothing new is sent
     on_result: Callable[[OutgoingEmail, SendResult], None] | None = None  # in the event loop
+    urgent: bool = False  # transactional: ahead of the bulk sends waiting for a slot
 
     def may_send(self) -> bool:
         return not self.stop.is_set() and time.monotonic() < self.deadline
@@ -128,12 +130,13 @@ class ConcurrentSession:
     """A session for providers that send each email on its own (HTTP API, files).
 
     `limit` is shared by every session of the provider, so the provider's concurrency
-    limit holds however many batches run at once; `throttle` is its rate limit, shared
-    with every other consumer.
+    limit holds however many batches run at once, and an urgent send takes the next free
+    slot before the bulk sends waiting for one; `throttle` is its rate limit, shared with
+    every other consumer (an urgent send holding a slot is the next to take a token).
     """
 
     def __init__(
-        self, provider: SendsOne, limit: asyncio.Semaphore, throttle: ProviderThrottle = UNLIMITED
+        self, provider: SendsOne, limit: LaneLimit, throttle: ProviderThrottle = UNLIMITED
     ) -> None:
         self.provider = provider
         self.limit = limit
@@ -142,7 +145,7 @@ class ConcurrentSession:
 
     async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
         async def one(item: OutgoingEmail) -> SendResult:
-            async with self.limit:
+            async with self.limit.slot(control.urgent):
                 if self.unavailable or not control.may_send():
                     return NOT_SENT
                 if not await self.throttle.wait(control.deadline, control.stop):
@@ -161,6 +164,6 @@ class ConcurrentSession:
 
 @asynccontextmanager
 async def concurrent_session(
-    provider: SendsOne, limit: asyncio.Semaphore, throttle: ProviderThrottle = UNLIMITED
+    provider: SendsOne, limit: LaneLimit, throttle: ProviderThrottle = UNLIMITED
 ) -> AsyncIterator[ConcurrentSession]:
     yield ConcurrentSession(provider, limit, throttle)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from taskflow_jobs.email.compose import OutgoingEmail
 from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, concurrent_session
+from taskflow_jobs.email.providers.limit import LaneLimit
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ class ConsoleProvider:
 
     def __init__(self, outbox: Path) -> None:
         self.outbox = outbox
-        self.limit = asyncio.Semaphore(4)
+        self.limit = LaneLimit(4)
 
     def session(self) -> AbstractAsyncContextManager[ConcurrentSession]:
         return concurrent_session(self, self.limit)

@@ -7,7 +7,6 @@ errors are built from status codes and SendGrid's error messages, never from hea
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -21,6 +20,7 @@ import orjson
 from taskflow_jobs.backoff import parse_retry_after
 from taskflow_jobs.email.compose import MESSAGE_ID_HEADER, OutgoingEmail
 from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, concurrent_session
+from taskflow_jobs.email.providers.limit import LaneLimit
 from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
 SEND_PATH = "/v3/mail/send"
@@ -134,7 +134,7 @@ class SendGridProvider:
                 "Content-Type": "application/json",
             },
         )
-        self.limit = asyncio.Semaphore(concurrency)
+        self.limit = LaneLimit(concurrency)
         self.throttle = throttle
         self._sender: tuple[Any, dict[str, str]] | None = None  # EMAIL_FROM, as JSON once
 

@@ -221,9 +221,8 @@ class Dispatcher:
     ) -> BatchReport:
         """Claim and send up to `batch_size` messages, settling each claim as it completes.
 
-        With `window` > 0 (the `consume` path) the batch keeps claiming messages that
-        arrive during the window, so a trickle of signups is sent within milliseconds
-        but still costs only about one Prefect task run per window.
+        With `window` > 0 (the `consume` path) it keeps claiming what arrives during the
+        window: a trickle of signups is sent at once for about one Prefect task run per window.
         """
         report = BatchReport()
         closes_at = time.monotonic() + window
@@ -291,7 +290,8 @@ class Dispatcher:
                 emails, failed = self._render(parsed[start : start + RENDER_SLICE], profiles, links)
                 await settler.add(failed)
                 if emails:
-                    task = asyncio.create_task(session.send([e for _, e in emails], control))
+                    lane = replace(control, urgent=True) if emails[0][0].priority == 0 else control
+                    task = asyncio.create_task(session.send([e for _, e in emails], lane))
                     sending[task] = emails
                 await asyncio.sleep(0)
             # settle as the results come in, not once at the end of the batch

@@ -9,11 +9,14 @@ SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb, %(delay)s, %(prio
 
 -- claim --
 -- Lease up to batch_size visible messages to a token (columns in Message's field order;
--- an empty error history comes back as NULL, which is cheaper to decode), lane by lane.
+-- an empty error history comes back as NULL, which is cheaper to decode), lane by lane,
+-- from lane 0 up to last_lane (0: the express lane's transactional messages only), leaving
+-- transactional messages younger than leave_fresh to the express lane.
 SELECT id, queue, payload, attempt, max_attempts, nullif(errors, '[]'::jsonb), enqueued_at,
-       redrive_count
+       redrive_count, priority
 FROM jobs.claim(%(queue)s, %(batch_size)s, %(visibility_timeout)s, %(token)s,
-                         coalesce(%(now)s::timestamptz, now()))
+                coalesce(%(now)s::timestamptz, now()), %(last_lane)s::smallint,
+                %(leave_fresh)s::interval)
 ORDER BY priority, id;
 
 -- ack --

@@ -88,6 +88,31 @@ def test_a_signup_overtakes_a_bulk_storm(
     consumers.stop_all()
 
 
+def test_a_welcome_does_not_wait_for_the_bulk_batches_in_flight(
+    conn: psycopg.Connection, consumers: Consumers, sendgrid: StubServer
+) -> None:
+    """With full bulk batches in flight (the default 4 x 500), a signup's welcome email is
+    claimed by the express lane and reaches the provider ahead of their queued sends:
+    counted in bulk emails the provider received between the signup's commit and its
+    welcome, not in seconds (a batch that claimed it would make it wait for ~1,500)."""
+    sendgrid.stub.script = lambda body: Reply(202, delay=0.005)
+    bulk = bulk_notes(conn, 4000)
+    start(consumers, conn, 1, EMAIL_BATCH_SIZE="500", EMAIL_CONCURRENCY="4")
+    wait_until(lambda: len(sendgrid.stub.received) >= 100, 120, "the bulk send under way")
+    committed_after = len(sendgrid.stub.received)
+    _, welcome = signup(conn, "express@example.com", "Express User")
+    wait_until(
+        lambda: any(r.message_id == welcome for r in sendgrid.stub.received), 60, "the welcome"
+    )
+    order = [r.message_id for r in sendgrid.stub.received]
+    overtaken = order.index(welcome) - committed_after
+    assert overtaken < 300, f"{overtaken} bulk emails reached the provider before the welcome"
+    still_queued = len(bulk) - (len(order) - 1)
+    assert still_queued > 2000, "sent while most of the bulk still waited"
+    consumers.stop_all()
+    assert "express lane:" not in consumers.log(0), "the express lane reported no failure"
+
+
 def test_a_throttling_provider_slows_every_consumer_down(
     conn: psycopg.Connection, consumers: Consumers, sendgrid: StubServer
 ) -> None:
