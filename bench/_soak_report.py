@@ -11,6 +11,8 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+IN_FLIGHT = 0.1  # seconds a request sent before a kill may still reach the provider
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -31,7 +33,8 @@ def explain_duplicate(first_accept: float, faults: Iterable[Fault], bound: float
     killed within `bound` seconds after the accept (before its next settle), or PostgreSQL
     restarting around it (the settle failed and the lease ran out)."""
     for fault in faults:
-        if fault.kind == "kill" and first_accept <= fault.begin <= first_accept + bound:
+        # a request in flight when the kill lands is read by the provider just after it
+        if fault.kind == "kill" and first_accept - IN_FLIGHT <= fault.begin <= first_accept + bound:
             return "kill"
         if fault.kind == "pg-restart" and fault.begin - bound <= first_accept <= fault.end:
             return "pg-restart"
