@@ -263,7 +263,8 @@ class Dispatcher:
     ) -> None:
         # the slowest send (provider timeout) and its settle still fit in the lease
         margin = self.settings.provider_timeout + self.settings.email_settle_margin
-        lease_ends = time.monotonic() + self.visibility_timeout - margin
+        claimed_at = time.monotonic()
+        lease_ends = claimed_at + self.visibility_timeout - margin
 
         def settled(outcomes: list[Outcome]) -> None:
             report.outcomes += outcomes
@@ -272,7 +273,8 @@ class Dispatcher:
                 stats.record(outcomes)
             log_outcomes(outcomes)
 
-        settler = self._settler(batch, settled)
+        # a settle that fails is retried while the lease lasts (kept: a safety second)
+        settler = self._settler(batch, settled, claimed_at + self.visibility_timeout - 1.0)
         done = False
         sending: dict[asyncio.Task, list[tuple[queue.Message, OutgoingEmail]]] = {}
         results: list[SendResult] = []
@@ -302,7 +304,7 @@ class Dispatcher:
                     chunk = task.result()
                     results += chunk
                     if bounces := hard_bounces(sending[task], chunk):
-                        await self._db(suppress, bounces, self.provider.name)
+                        await self._suppress(bounces)
                     await settler.add(arrivals.rest(zip(sending[task], chunk, strict=True)))
                 await settler.flush_if_due()
             await settler.flush()
@@ -322,7 +324,17 @@ class Dispatcher:
             report.unavailable = down[0]
             raise ProviderUnavailable(down[0])
 
-    def _settler(self, batch: queue.Batch, settled: Callable[[list[Outcome]], None]) -> Settler:
+    async def _suppress(self, bounces: dict[str, str]) -> None:
+        """Suppress hard-bounced addresses; a database error here must not cancel the
+        batch's other sends (their dead letters keep the bounce as the reason)."""
+        try:
+            await self._db(suppress, bounces, self.provider.name)
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning("could not suppress %d bounced address(es): %s", len(bounces), exc)
+
+    def _settler(
+        self, batch: queue.Batch, settled: Callable[[list[Outcome]], None], deadline: float
+    ) -> Settler:
         async def settle(outcomes: list[Outcome]) -> list[Outcome]:
             return await self._db(settle_outcomes, batch.token, outcomes, self.clock())
 
@@ -333,6 +345,7 @@ class Dispatcher:
             interval=self.settings.email_settle_interval,
             attempts=self.settings.email_settle_attempts,
             retry_errors=INFRASTRUCTURE_ERRORS,
+            deadline=deadline,
         )
 
     @staticmethod

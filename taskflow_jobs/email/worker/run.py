@@ -11,8 +11,9 @@ Two modes share this loop:
   when messages pile up faster than the open batch takes them.
 
 `run_batch` is injected: the flow passes its Prefect task, tests may pass the plain
-`Dispatcher.run_batch`. A batch that fails (after its Prefect retries) stops new
-batches; the run waits for the others and raises the first failure.
+`Dispatcher.run_batch`. A batch that fails (after its Prefect retries), or a database
+error of the loop itself, stops new batches; the run waits for the others (cancelling
+them would re-send what they sent and did not settle yet) and raises the first failure.
 """
 
 from __future__ import annotations
@@ -74,7 +75,15 @@ async def run_dispatch(
                 if launching and free > 0:
                     # messages that batches started a moment ago are about to claim
                     unclaimed = sum(not t.claimed.is_set() for t in running.values())
-                    visible = await dispatcher.visible((free + unclaimed) * batch_size)
+                    try:
+                        visible = await dispatcher.visible((free + unclaimed) * batch_size)
+                    except Exception as exc:
+                        # the database went away: start no batch, and let the running
+                        # ones finish and settle what they sent (a cancel would re-send it)
+                        log.error("counting visible messages failed: %s: %s",
+                                  type(exc).__name__, exc)  # fmt: skip
+                        failure = failure or exc
+                        continue
                     visible = max(0, visible - unclaimed * batch_size)
                     if dispatcher.open_batches == 0:
                         wanted = min(free, math.ceil(visible / batch_size))

@@ -9,10 +9,12 @@ a quiet spell is committed at once (a trickle is acked email by email, so a kill
 accept and ack re-sends about nothing), a storm in groups (one transaction per interval,
 not per email).
 
-A settle that fails is retried EMAIL_SETTLE_ATTEMPTS times with a short pause, then
-raises: the batch releases what is unsettled (or the leases expire), and a message whose
-settle keeps failing uses an attempt per expired lease, so it ends as a dead letter (with
-an alert) instead of being sent forever.
+A settle that fails (PostgreSQL restarting, a failover) is retried with a growing pause
+for as long as the batch's lease lasts, and at least EMAIL_SETTLE_ATTEMPTS times: an
+email the provider accepted is acked when the database is back instead of being sent
+again once its lease expires. Then it raises: the batch releases what is unsettled (or
+the leases expire), and a message whose settle keeps failing uses an attempt per expired
+lease, so it ends as a dead letter (with an alert) instead of being sent forever.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Settler:
         interval: float,
         attempts: int,
         retry_errors: tuple[type[BaseException], ...],
+        deadline: float | None = None,
     ) -> None:
         self._settle = settle
         self._on_settled = on_settled
@@ -55,6 +58,7 @@ class Settler:
         self.interval = interval
         self.attempts = attempts
         self.retry_errors = retry_errors
+        self.deadline = deadline  # time.monotonic() when the lease ends: retry until then
         self.pending: list[Outcome] = []
         self.settled: set[int] = set()  # message ids no longer ours to release
         self.settles = 0
@@ -88,38 +92,52 @@ class Settler:
             await self.flush()
 
     async def flush(self) -> None:
-        """Commit what waits, retrying a failed settle a bounded number of times."""
+        """Commit what waits, retrying a failed settle until the lease ends (bounded)."""
         if not self.pending:
             return
         batch, self.pending, self._since = self.pending, [], None
         self._last = time.monotonic()
-        for attempt in range(1, self.attempts + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             # shielded: a cancel waits for the commit instead of racing a release with it
             self._in_flight = asyncio.create_task(self._settle(batch))
             self._in_flight_batch = batch
             try:
                 kept = await asyncio.shield(self._in_flight)
             except self.retry_errors as exc:
-                if attempt == self.attempts:
+                pause = retry_pause(attempt)
+                if not self._retry_again(attempt, pause):
                     self.pending[:0] = batch
                     self.gave_up = True
                     raise
-                log.warning(
-                    "settling %d message(s) failed (%s); attempt %d/%d",
-                    len(batch),
-                    type(exc).__name__,
-                    attempt,
-                    self.attempts,
-                )
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+                if attempt <= self.attempts or attempt % 10 == 0:
+                    left = 0.0 if self.deadline is None else self.deadline - time.monotonic()
+                    log.warning(
+                        "settling %d message(s) failed (%s); attempt %d, retrying in %.1fs%s",
+                        len(batch),
+                        type(exc).__name__,
+                        attempt,
+                        pause,
+                        f" (for up to {left:.0f}s, until the lease ends)" if left > 0 else "",
+                    )
+                await asyncio.sleep(pause)
                 continue
             finally:
                 if self._in_flight.done():
                     self._in_flight = None
+            if attempt > 1:
+                log.info("settled %d message(s) at attempt %d", len(batch), attempt)
             self.settles += 1
             self.settled |= {o.message_id for o in batch}
             self._on_settled(kept)
             return
+
+    def _retry_again(self, attempt: int, pause: float) -> bool:
+        """At least `attempts` tries; more while the lease outlasts the next pause."""
+        if attempt < self.attempts:
+            return True
+        return self.deadline is not None and time.monotonic() + pause < self.deadline
 
     async def quiesce(self) -> None:
         """After a cancel: wait for a settle already running, so what it committed counts."""
@@ -132,6 +150,11 @@ class Settler:
             return
         self.settled |= {o.message_id for o in batch}
         self._on_settled(kept)
+
+
+def retry_pause(attempt: int) -> float:
+    """Seconds before the next try of a settle: 0.2, 0.4, 0.8, 1.6, then 2."""
+    return min(2.0, 0.2 * 2 ** (attempt - 1))
 
 
 class Arrivals:

@@ -136,3 +136,55 @@ def test_leased_messages_are_neither_counted_visible_nor_due(
     visible, due_in = asyncio.run(scenario())
     assert visible == 0
     assert due_in is not None and 55 < due_in <= 60, "the next lease to expire"
+
+
+class _CountFails(Dispatcher):
+    """Counting visible messages fails on demand: the error a PostgreSQL restart gives a
+    query in flight (the batches' own queries go on working)."""
+
+    failing = False
+
+    async def visible(self, limit: int) -> int:
+        if self.failing:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return await super().visible(limit)
+
+
+def test_a_failed_count_of_the_loop_lets_the_batches_in_flight_finish(
+    conn: psycopg.Connection, database_url: str, sendgrid: StubServer, make_settings
+) -> None:
+    """The loop counts visible messages on every wake-up; when that query failed (a
+    PostgreSQL restart) it used to cancel every batch in flight, and what they had sent but
+    not settled yet was released and sent again. Now it starts no new batch, lets the
+    running ones finish and settle, and then raises."""
+    total = 30
+    for i in range(total):
+        signup(conn, f"user{i}@example.com", f"User {i}")
+    sendgrid.stub.script = lambda body: Reply(202, delay=0.03)
+    settings = make_settings(**sendgrid_settings(sendgrid, sendgrid_concurrency=2))
+    plan = RunPlan(budget=60, concurrency=2, listen=True, idle_timeout=5, window=0.5)
+    stats = DispatchStats()
+
+    async def scenario() -> None:
+        dispatcher = await _CountFails(settings, database_url).open()
+        try:
+            run = asyncio.create_task(listen_run(dispatcher, plan, stats))
+            while len(sendgrid.stub.accepted()) < 3:
+                await asyncio.sleep(0.005)
+            dispatcher.failing = True
+            dispatcher.waker.fire()  # as a NOTIFY would
+            try:
+                await asyncio.wait_for(run, 30)
+            except psycopg.OperationalError:
+                pass
+            else:
+                raise AssertionError("the run raises the loop's error once the batch is done")
+            dispatcher.failing = False
+            assert await dispatcher.visible(100) == 0, "nothing released to be sent again"
+        finally:
+            await dispatcher.close()
+
+    asyncio.run(scenario())
+    assert stats.summary()["sent"] == total, stats.summary()
+    sent = [r.message_id for r in sendgrid.stub.accepted()]
+    assert len(sent) == len(set(sent)) == total

@@ -1,10 +1,12 @@
 """Settle as you go: accepted emails are acked while the batch still sends, so a cancel
-(or a kill) re-sends only what was not settled yet; a failing settle is retried a bounded
-number of times; the lease always outlasts a send plus its settle."""
+(or a kill) re-sends only what was not settled yet; a failing settle is retried while the
+lease lasts (bounded), so a database outage shorter than the lease re-sends nothing; the
+lease always outlasts a send plus its settle."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import psycopg
@@ -117,7 +119,10 @@ def test_a_settle_that_keeps_failing_gives_up_after_its_attempts(
     name = conn.execute("SELECT current_database() AS d").fetchone()["d"]
     conn.close()
     sendgrid.stub.script = lambda body: Reply(202, delay=0.3)
-    settings = settle_settings(make_settings, sendgrid, email_settle_attempts=2)
+    settings = settle_settings(
+        make_settings, sendgrid, email_settle_attempts=2,
+        email_visibility_timeout=8, email_settle_margin=1,
+    )  # fmt: skip
 
     async def scenario() -> float:
         async with Dispatcher(settings, database_url) as dispatcher:
@@ -140,9 +145,69 @@ def test_a_settle_that_keeps_failing_gives_up_after_its_attempts(
                     admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
 
     took = asyncio.run(scenario())
-    # two settle attempts and one release, each bounded by the pool's 15 s wait
+    # settle attempts until the 8 s lease ends, and one release, each bounded by the
+    # pool's 15 s wait
     assert took < 60, f"gave up after {took:.1f}s"
-    assert "attempt 1/2" in caplog.text
+    assert "attempt 1, retrying in" in caplog.text, "the floor of EMAIL_SETTLE_ATTEMPTS"
+
+
+def _refuse_connections(admin_url: str, name: str, refuse: bool) -> None:
+    with db.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(not refuse).lower()}')
+        if refuse:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+
+
+def test_a_database_outage_shorter_than_the_lease_re_sends_nothing(
+    caplog: pytest.LogCaptureFixture,
+    conn: psycopg.Connection,
+    database_url: str,
+    pg_admin_url: str,
+    sendgrid: StubServer,
+    make_settings,
+) -> None:
+    """PostgreSQL refuses connections for 20 s while a batch sends (a failover): longer
+    than the pool waits for a connection (15 s), shorter than the lease (40 s). The
+    settles of the emails accepted meanwhile fail, are retried, and commit once the
+    database is back. When a settle gave up after EMAIL_SETTLE_ATTEMPTS (1 here) whatever
+    the lease, those emails were released and every one of them was sent a second time."""
+    caplog.set_level(logging.INFO, "taskflow_jobs")
+    total = 30
+    for i in range(total):
+        signup(conn, f"user{i}@example.com", f"User {i}")
+    name = conn.execute("SELECT current_database() AS d").fetchone()["d"]
+    conn.close()
+    sendgrid.stub.script = lambda body: Reply(202, delay=0.05)
+    settings = settle_settings(
+        make_settings, sendgrid, email_batch_size=total, email_settle_attempts=1,
+        email_settle_every=5, sendgrid_concurrency=1, email_visibility_timeout=40,
+    )  # fmt: skip
+
+    async def scenario() -> None:
+        async with Dispatcher(settings, database_url) as dispatcher:
+            batch = asyncio.create_task(dispatcher.run_batch())
+            while len(sendgrid.stub.accepted()) < 5:
+                await asyncio.sleep(0.005)
+            _refuse_connections(pg_admin_url, name, True)
+            try:
+                await asyncio.sleep(20)
+                assert not batch.done(), "the batch waits for its settles"
+            finally:
+                _refuse_connections(pg_admin_url, name, False)
+            report = await asyncio.wait_for(batch, 60)
+            assert report.summary()["sent"] == total
+            # anything released or left leased would be claimed (and sent) again here
+            await dispatcher.run_batch()
+
+    asyncio.run(scenario())
+    sent = [r.message_id for r in sendgrid.stub.accepted()]
+    assert len(sent) == total and len(set(sent)) == total, "each email sent once"
+    with db.connect(database_url) as check:
+        assert archived(check) == total
+    assert "until the lease ends" in caplog.text and "at attempt" in caplog.text
 
 
 def test_a_lease_shorter_than_a_send_and_its_settle_is_a_configuration_error() -> None:
