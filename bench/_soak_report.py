@@ -52,6 +52,17 @@ def latency_summary(latencies: list[float]) -> dict[str, float | int]:
     }
 
 
+def ack_lag(accepted: dict[int, list[float]], acked: dict[int, float]) -> dict[str, float | int]:
+    """Seconds from the provider's accept of the copy that was acked to the ack (the start
+    of its settle transaction): the window in which a kill re-sends an email."""
+    lags = []
+    for message, at in acked.items():
+        before = [t for t in accepted.get(message, []) if t <= at + 0.001]
+        if before:
+            lags.append(max(0.0, at - max(before)))
+    return latency_summary(lags)
+
+
 def recovery_seconds(
     points: list[tuple[float, float]], after: float, normal: float, window: float = 1.0
 ) -> float | None:

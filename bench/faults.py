@@ -46,7 +46,7 @@ import psycopg  # noqa: E402
 
 from bench._scratch import migrated_database, scratch_postgres  # noqa: E402
 from bench._soak_parts import Consumer, PrefectServer, restart_postgres, stand_in  # noqa: E402
-from bench._soak_report import Fault, analyse  # noqa: E402
+from bench._soak_report import Fault, ack_lag, analyse  # noqa: E402
 from taskflow_jobs import db, net  # noqa: E402
 
 API_KEY = "SG.soak-key"
@@ -189,7 +189,7 @@ def drain(url: str, timeout: float) -> None:
         time.sleep(0.5)
 
 
-def collect(url: str, stub_url: str, users: dict) -> tuple[dict, dict, set, set, dict]:
+def collect(url: str, stub_url: str, users: dict) -> tuple[dict, dict, set, set, dict, dict]:
     with db.connect(url) as conn:
         keys = {
             r["key"]: r["message_id"]
@@ -200,6 +200,14 @@ def collect(url: str, stub_url: str, users: dict) -> tuple[dict, dict, set, set,
         }
         dead = {r["id"] for r in conn.execute("SELECT id FROM jobs.dead_letters")}
         queued = {r["id"] for r in conn.execute("SELECT id FROM jobs.messages")}
+        acked = {
+            r["id"]: float(r["at"])
+            for r in conn.execute(
+                "SELECT id, extract(epoch FROM finalized_at) AS at FROM jobs.archive"
+                " WHERE id = ANY(%s)",
+                (list(keys.values()),),
+            )
+        }
     enqueued = {keys[f"welcome_email:{u}"]: at for u, at in users.items()}
     accepted: dict[int, list[float]] = {}
     answers: dict[str, int] = {}
@@ -207,7 +215,7 @@ def collect(url: str, stub_url: str, users: dict) -> tuple[dict, dict, set, set,
         answers[str(row["status"])] = answers.get(str(row["status"]), 0) + 1
         if row["status"] < 300:
             accepted.setdefault(row["message_id"], []).append(row["at"])
-    return enqueued, accepted, dead, queued, answers
+    return enqueued, accepted, dead, queued, answers, acked
 
 
 def seen_in_prefect(api_url: str, log_dir: Path) -> dict:
@@ -269,7 +277,7 @@ def soak(plan: Plan, log_dir: Path) -> dict:
                     for killer in killers:
                         killer.join()
                 drain(url, plan.drain_timeout)
-                enqueued, accepted, dead, queued, answers = collect(url, stub_url, users)
+                enqueued, accepted, dead, queued, answers, acked = collect(url, stub_url, users)
                 observed = seen_in_prefect(prefect.api_url, log_dir)
         finally:
             for consumer in consumers:
@@ -279,6 +287,7 @@ def soak(plan: Plan, log_dir: Path) -> dict:
     raw = {
         "enqueued": enqueued,
         "accepted": accepted,
+        "acked": acked,
         "faults": [asdict(f) for f in recorder.faults],
     }
     (log_dir / "raw.json").write_text(json.dumps(raw))
@@ -289,6 +298,8 @@ def soak(plan: Plan, log_dir: Path) -> dict:
         "median": round(ready[len(ready) // 2], 2) if ready else None,
         "max": round(ready[-1], 2) if ready else None,
     }
+    # the window a kill re-sends in: accept -> the start of the ack's transaction
+    report["ack_lag"] = ack_lag(accepted, acked)
     report["insert_retries"] = stats.get("insert_retries", 0)
     report["provider_answers"] = answers
     report["prefect"] = observed

@@ -96,7 +96,10 @@ class Settings(BaseSettings):
         "this long)",
     )
     email_settle_attempts: int = Field(
-        3, ge=1, le=20, description="Tries of one settle before the batch gives up (and releases)"
+        3,
+        ge=1,
+        le=20,
+        description="Tries of a failing settle, at least (more while the lease lasts)",
     )
     email_settle_margin: float = Field(
         5.0,

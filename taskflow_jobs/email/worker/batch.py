@@ -39,8 +39,7 @@ from taskflow_jobs.email.compose import (
     parse_sender,
 )
 from taskflow_jobs.email.consent import ConsentCheck, hard_bounces, suppress
-from taskflow_jobs.email.messages import InvalidMessage, parse_message
-from taskflow_jobs.email.outcomes import Action, BatchReport, DispatchStats, Outcome, log_outcomes
+from taskflow_jobs.email.outcomes import BatchReport, DispatchStats, Outcome, log_outcomes
 from taskflow_jobs.email.providers import (
     Provider,
     ProviderSession,
@@ -51,6 +50,7 @@ from taskflow_jobs.email.providers import (
     create_provider,
 )
 from taskflow_jobs.email.render import Renderer, TemplateProblem
+from taskflow_jobs.email.worker.decide import dead_letter, decide, parse_all
 from taskflow_jobs.email.worker.settle import Arrivals, Settler, settle_outcomes
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.jobs.metrics import record_outcomes
@@ -81,6 +81,10 @@ class Ticket:
 
 # Render this many emails, start sending them, then render the next slice (~2 ms each).
 RENDER_SLICE = 25
+# A settle waits this long for a pooled connection, then opens one of its own: after a
+# PostgreSQL restart the pool reconnects on a backoff (1 s, 2 s, ...), and an accepted
+# email whose ack waits for it is one a kill meanwhile would send again.
+SETTLE_POOL_WAIT = 0.1
 
 
 def _no_clock() -> datetime | None:
@@ -192,6 +196,15 @@ class Dispatcher:
         with self.pool.connection() as conn:  # commits on success
             return fn(conn, *args)
 
+    def _settle_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            with self.pool.connection(timeout=SETTLE_POOL_WAIT) as conn:
+                return fn(conn, *args)
+        except PoolTimeout:  # none free, or the pool is reconnecting: do not wait for it
+            pass
+        with connect(self.url, connect_timeout=2) as conn:  # commits on success
+            return fn(conn, *args)
+
     def _sync_queue_settings(self, conn: Connection) -> None:
         """New messages get EMAIL_MAX_ATTEMPTS attempts (the queue's default)."""
         params = {"queue": self.queue, "max_attempts": self.settings.email_max_attempts}
@@ -280,7 +293,7 @@ class Dispatcher:
         results: list[SendResult] = []
         arrivals = Arrivals(settler, batch.messages, self.decide)
         try:
-            parsed, failed = self._parse(batch.messages)
+            parsed, failed = parse_all(batch.messages)
             await settler.add(failed)
             profiles, screening = await self._db(self.consent.look_up, parsed)
             parsed, links = screening.kept, screening.links
@@ -336,7 +349,9 @@ class Dispatcher:
         self, batch: queue.Batch, settled: Callable[[list[Outcome]], None], deadline: float
     ) -> Settler:
         async def settle(outcomes: list[Outcome]) -> list[Outcome]:
-            return await self._db(settle_outcomes, batch.token, outcomes, self.clock())
+            return await asyncio.to_thread(
+                self._settle_transaction, settle_outcomes, batch.token, outcomes, self.clock()
+            )
 
         return Settler(
             settle,
@@ -347,19 +362,6 @@ class Dispatcher:
             retry_errors=INFRASTRUCTURE_ERRORS,
             deadline=deadline,
         )
-
-    @staticmethod
-    def _parse(
-        messages: Sequence[queue.Message],
-    ) -> tuple[list[tuple[queue.Message, ParsedMessage]], list[Outcome]]:
-        """Parse every payload; the ones that do not parse become dead letters."""
-        parsed, failed = [], []
-        for message in messages:
-            try:
-                parsed.append((message, parse_message(message.payload)))
-            except InvalidMessage as exc:
-                failed.append(_dead(message, str(exc)))
-        return parsed, failed
 
     def _render(
         self, parsed: Sequence[tuple[queue.Message, ParsedMessage]], profiles: dict, links: dict
@@ -372,32 +374,16 @@ class Dispatcher:
                 composed = compose(message.id, payload, profiles, self.renderer, self.sender, link)
                 emails.append((message, composed))
             except (Undeliverable, TemplateProblem) as exc:
-                failed.append(_dead(message, str(exc)))
+                failed.append(dead_letter(message, str(exc)))
             except Exception as exc:  # a bug must not block the rest of the batch
                 log.exception("rendering message %s failed", message.id)
-                failed.append(_dead(message, f"internal error while rendering: {exc!r}"[:500]))
+                reason = f"internal error while rendering: {exc!r}"[:500]
+                failed.append(dead_letter(message, reason))
         return emails, failed
 
     def decide(self, message: queue.Message, result: SendResult) -> Outcome:
         """What to do with a message after its send result (pure)."""
-        return replace(self._decide(message, result), duration_ms=result.duration_ms)
-
-    def _decide(self, message: queue.Message, result: SendResult) -> Outcome:
-        kind, attempt = message.type, message.attempt
-        if result.status is SendStatus.ACCEPTED:
-            return Outcome(message.id, kind, attempt, Action.SENT)
-        if result.status is SendStatus.PERMANENT:
-            return _dead(message, result.error or "rejected by the provider")
-        if result.status is SendStatus.TRANSIENT:
-            error = result.error or "transient failure"
-            if self.policy.exhausted(attempt, message.max_attempts):
-                limit = min(self.policy.max_attempts, message.max_attempts)
-                return _dead(
-                    message, f"attempts exhausted ({attempt}/{limit}); last error: {error}"
-                )
-            delay = self.policy.delay(attempt, result.retry_after)
-            return Outcome(message.id, kind, attempt, Action.RETRIED, error, delay)
-        return Outcome(message.id, kind, attempt, Action.RELEASED, result.error)
+        return decide(message, result, self.policy)
 
     async def _release_quietly(self, batch: queue.Batch, ids: list[int] | None = None) -> None:
         ids = batch.ids if ids is None else ids
@@ -407,7 +393,3 @@ class Dispatcher:
             await asyncio.shield(self._db(lambda c: queue.release(c, batch.token, ids)))
         except Exception as exc:  # the lease will expire and the messages come back anyway
             log.warning("could not release messages %s: %s", ids, type(exc).__name__)
-
-
-def _dead(message: queue.Message, reason: str) -> Outcome:
-    return Outcome(message.id, message.type, message.attempt, Action.DEAD_LETTERED, reason)

@@ -153,8 +153,9 @@ class Settler:
 
 
 def retry_pause(attempt: int) -> float:
-    """Seconds before the next try of a settle: 0.2, 0.4, 0.8, 1.6, then 2."""
-    return min(2.0, 0.2 * 2 ** (attempt - 1))
+    """Seconds before the next try of a settle: 0.1, 0.2, 0.4, 0.8, then 1 (an ack that
+    waits is an email a kill would send again)."""
+    return min(1.0, 0.1 * 2 ** (attempt - 1))
 
 
 class Arrivals:
