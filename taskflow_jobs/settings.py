@@ -87,13 +87,14 @@ class Settings(BaseSettings):
     email_settle_every: int = Field(
         50, ge=1, le=10_000, description="Settle (ack, retry, dead-letter) every N outcomes"
     )
+    # 0 = group commit: a batch settles as soon as its previous settle has committed, so
+    # a storm's outcomes group by themselves; the fault soak measured 0.05 s against 0
     email_settle_interval: float = Field(
-        0.05,
+        0.0,
         ge=0,
         le=30,
-        description="... and at most once this many seconds: an outcome after a quiet spell "
-        "is settled at once, a storm's in groups (an accepted email is acked within about "
-        "this long)",
+        description="... and at most once this many seconds (0: as soon as the previous "
+        "settle has committed); an outcome after a quiet spell is settled at once",
     )
     email_settle_attempts: int = Field(
         3,

@@ -3,11 +3,12 @@
 An email the provider accepted should be acked within a short, bounded time: if the
 process dies later in the batch (up to 500 emails), only what was not yet settled is
 sent again. So outcomes gather here, each accepted email as soon as the provider answers
-(not when its slice of the batch is done), and are committed at most once per
-EMAIL_SETTLE_INTERVAL, or as soon as EMAIL_SETTLE_EVERY wait: an outcome that arrives after
-a quiet spell is committed at once (a trickle is acked email by email, so a kill between
-accept and ack re-sends about nothing), a storm in groups (one transaction per interval,
-not per email).
+(not when its slice of the batch is done), and are committed as soon as the batch's
+previous settle has committed (group commit: what arrived meanwhile goes in one
+transaction), or at most once per EMAIL_SETTLE_INTERVAL when that is set, or as soon as
+EMAIL_SETTLE_EVERY wait. A trickle is acked email by email, so a kill between accept and
+ack re-sends about nothing; a storm's outcomes group by themselves. The window a kill
+re-sends in is the fault soak's `ack_lag`.
 
 A settle that fails (PostgreSQL restarting, a failover) is retried with a growing pause
 for as long as the batch's lease lasts, and at least EMAIL_SETTLE_ATTEMPTS times: an
