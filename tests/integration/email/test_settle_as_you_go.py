@@ -169,7 +169,7 @@ def test_a_database_outage_shorter_than_the_lease_re_sends_nothing(
     sendgrid: StubServer,
     make_settings,
 ) -> None:
-    """PostgreSQL refuses connections for 20 s while a batch sends (a failover): longer
+    """PostgreSQL refuses connections for 16 s while a batch sends (a failover): longer
     than the pool waits for a connection (15 s), shorter than the lease (40 s). The
     settles of the emails accepted meanwhile fail, are retried, and commit once the
     database is back. When a settle gave up after EMAIL_SETTLE_ATTEMPTS (1 here) whatever
@@ -193,7 +193,7 @@ def test_a_database_outage_shorter_than_the_lease_re_sends_nothing(
                 await asyncio.sleep(0.005)
             _refuse_connections(pg_admin_url, name, True)
             try:
-                await asyncio.sleep(20)
+                await asyncio.sleep(16)
                 assert not batch.done(), "the batch waits for its settles"
             finally:
                 _refuse_connections(pg_admin_url, name, False)
