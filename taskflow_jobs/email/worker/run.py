@@ -77,12 +77,12 @@ async def run_dispatch(
                     unclaimed = sum(not t.claimed.is_set() for t in running.values())
                     try:
                         visible = await dispatcher.visible((free + unclaimed) * batch_size)
-                    except Exception as exc:
+                    except Exception as error:
                         # the database went away: start no batch, and let the running
                         # ones finish and settle what they sent (a cancel would re-send it)
                         log.error("counting visible messages failed: %s: %s",
-                                  type(exc).__name__, exc)  # fmt: skip
-                        failure = failure or exc
+                                  type(error).__name__, error)  # fmt: skip
+                        failure = failure or error
                         continue
                     visible = max(0, visible - unclaimed * batch_size)
                     if dispatcher.open_batches == 0:
