@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from taskflow_jobs.email.outcomes import Action, Outcome
 from taskflow_jobs.email.worker.settle import Settler
 
@@ -58,3 +60,63 @@ def test_every_outcomes_are_committed_without_waiting_for_the_interval() -> None
     asyncio.run(scenario())
     assert commits == [[1, 2, 3]], commits
     assert [o.message_id for o in settler.pending] == [4]
+
+
+class Down(Exception):
+    """The database went away."""
+
+
+def test_a_cancel_while_a_failed_settle_waits_to_retry_keeps_its_outcomes() -> None:
+    """Cancelled in the pause between two tries: the outcomes are still ours, so the
+    batch's last try can ack them (were they dropped, the batch would release them and
+    every accepted email among them would be sent again)."""
+    tries: list[int] = []
+
+    async def settle(outcomes: list[Outcome]) -> list[Outcome]:
+        tries.append(len(outcomes))
+        raise Down()
+
+    settler = Settler(
+        settle, lambda kept: None, every=50, interval=0, attempts=3, retry_errors=(Down,)
+    )
+
+    async def scenario() -> None:
+        settler.offer([outcome(1), outcome(2)])
+        flushing = asyncio.create_task(settler.flush())
+        while not tries:
+            await asyncio.sleep(0.001)
+        flushing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flushing
+        await settler.quiesce()
+
+    asyncio.run(scenario())
+    assert tries == [2], "cancelled in the pause before the second try"
+    assert [o.message_id for o in settler.pending] == [1, 2]
+    assert not settler.settled and not settler.gave_up
+
+
+def test_a_settle_that_fails_after_a_cancel_leaves_its_outcomes_for_the_last_try() -> None:
+    async def scenario() -> Settler:
+        gate = asyncio.Event()
+
+        async def settle(outcomes: list[Outcome]) -> list[Outcome]:
+            await gate.wait()
+            raise Down()
+
+        settler = Settler(
+            settle, lambda kept: None, every=50, interval=0, attempts=3, retry_errors=(Down,)
+        )
+        settler.offer([outcome(1), outcome(2)])
+        flushing = asyncio.create_task(settler.flush())
+        await asyncio.sleep(0.01)  # the settle is in flight (shielded)
+        flushing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flushing
+        gate.set()
+        await settler.quiesce()
+        return settler
+
+    settler = asyncio.run(scenario())
+    assert [o.message_id for o in settler.pending] == [1, 2]
+    assert not settler.settled

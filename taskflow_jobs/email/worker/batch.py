@@ -71,6 +71,10 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# ... and a failed suppression of hard bounces, which must not cancel the batch's sends
+SUPPRESS_ERRORS: tuple[type[BaseException], ...] = (*INFRASTRUCTURE_ERRORS, psycopg.Error)
+
+
 class Ticket:
     """Lets the loop that started a batch know when the batch has made its first claim,
     so it does not count those messages as still waiting and start a batch too many."""
@@ -329,7 +333,7 @@ class Dispatcher:
                 await settler.quiesce()
                 if not settler.gave_up:  # on a cancel, ack what was delivered first
                     with contextlib.suppress(Exception):
-                        await settler.flush()
+                        await settler.flush(patient=False)
                 unsettled = [i for i in batch.ids if i not in settler.settled]
                 await self._release_quietly(batch, unsettled)
         down = [r.error for r in results if r.status is SendStatus.UNAVAILABLE]
@@ -341,8 +345,8 @@ class Dispatcher:
         """Suppress hard-bounced addresses; a database error here must not cancel the
         batch's other sends (their dead letters keep the bounce as the reason)."""
         try:
-            await self._db(suppress, bounces, self.provider.name)
-        except INFRASTRUCTURE_ERRORS as exc:
+            await asyncio.to_thread(self._settle_transaction, suppress, bounces, self.provider.name)
+        except SUPPRESS_ERRORS as exc:
             log.warning("could not suppress %d bounced address(es): %s", len(bounces), exc)
 
     def _settler(

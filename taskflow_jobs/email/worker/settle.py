@@ -92,10 +92,12 @@ class Settler:
         if self.due_in() == 0.0:
             await self.flush()
 
-    async def flush(self) -> None:
-        """Commit what waits, retrying a failed settle until the lease ends (bounded)."""
+    async def flush(self, *, patient: bool = True) -> None:
+        """Commit what waits, retrying a failed settle until the lease ends (bounded);
+        not `patient` (the last try after a cancel): EMAIL_SETTLE_ATTEMPTS tries only."""
         if not self.pending:
             return
+        deadline = self.deadline if patient else None
         batch, self.pending, self._since = self.pending, [], None
         self._last = time.monotonic()
         attempt = 0
@@ -108,12 +110,12 @@ class Settler:
                 kept = await asyncio.shield(self._in_flight)
             except self.retry_errors as exc:
                 pause = retry_pause(attempt)
-                if not self._retry_again(attempt, pause):
+                if not self._retry_again(attempt, pause, deadline):
                     self.pending[:0] = batch
                     self.gave_up = True
                     raise
                 if attempt <= self.attempts or attempt % 10 == 0:
-                    left = 0.0 if self.deadline is None else self.deadline - time.monotonic()
+                    left = 0.0 if deadline is None else deadline - time.monotonic()
                     log.warning(
                         "settling %d message(s) failed (%s); attempt %d, retrying in %.1fs%s",
                         len(batch),
@@ -122,7 +124,11 @@ class Settler:
                         pause,
                         f" (for up to {left:.0f}s, until the lease ends)" if left > 0 else "",
                     )
-                await asyncio.sleep(pause)
+                try:
+                    await asyncio.sleep(pause)
+                except asyncio.CancelledError:  # still ours: the batch's cleanup settles it
+                    self.pending[:0] = batch
+                    raise
                 continue
             finally:
                 if self._in_flight.done():
@@ -134,11 +140,11 @@ class Settler:
             self._on_settled(kept)
             return
 
-    def _retry_again(self, attempt: int, pause: float) -> bool:
+    def _retry_again(self, attempt: int, pause: float, deadline: float | None) -> bool:
         """At least `attempts` tries; more while the lease outlasts the next pause."""
         if attempt < self.attempts:
             return True
-        return self.deadline is not None and time.monotonic() + pause < self.deadline
+        return deadline is not None and time.monotonic() + pause < deadline
 
     async def quiesce(self) -> None:
         """After a cancel: wait for a settle already running, so what it committed counts."""
@@ -147,7 +153,8 @@ class Settler:
             return
         try:
             kept = await task
-        except BaseException:  # it did not commit: those messages are still ours
+        except BaseException:  # it did not commit: still ours, for the last try to settle
+            self.pending[:0] = batch
             return
         self.settled |= {o.message_id for o in batch}
         self._on_settled(kept)
