@@ -29,15 +29,23 @@ def percentile(values: list[float], q: float) -> float:
 
 def explain_duplicate(first_accept: float, faults: Iterable[Fault], bound: float) -> str | None:
     """Why an email was accepted twice, or None. At-least-once delivery re-sends an email
-    only when the provider accepted it but its ack did not reach the database: a consumer
-    killed within `bound` seconds after the accept (before its next settle), or PostgreSQL
-    restarting around it (the settle failed and the lease ran out)."""
+    only when the provider accepted it but its ack did not reach the database: PostgreSQL
+    restarting around the accept (no ack can commit until it is back: the lease ran out,
+    or a kill meanwhile re-sent it), or a consumer killed within `bound` seconds after the
+    accept (before its next settle). The restart is checked first: it is why the ack had
+    not committed when a kill came."""
+    faults = list(faults)
+    kills = [f.begin for f in faults if f.kind == "kill"]
+    for fault in faults:
+        if fault.kind == "pg-restart" and fault.begin - bound <= first_accept <= fault.end:
+            # a restart alone re-sends nothing (the settle is retried while the lease
+            # lasts); a kill before the ack could commit again does
+            after = [k for k in kills if first_accept - IN_FLIGHT <= k <= fault.end + bound]
+            return "pg-restart+kill" if after else "pg-restart"
     for fault in faults:
         # a request in flight when the kill lands is read by the provider just after it
         if fault.kind == "kill" and first_accept - IN_FLIGHT <= fault.begin <= first_accept + bound:
             return "kill"
-        if fault.kind == "pg-restart" and fault.begin - bound <= first_accept <= fault.end:
-            return "pg-restart"
     return None
 
 

@@ -16,6 +16,10 @@ def test_a_duplicate_is_explained_only_by_a_fault_right_after_its_first_accept()
     assert explain_duplicate(100.5, [KILL], bound=1.0) is None, "accepted after the kill"
     assert explain_duplicate(200.5, [RESTART], bound=1.0) == "pg-restart"
     assert explain_duplicate(150.0, [KILL, RESTART], bound=1.0) is None
+    during = Fault("kill", RESTART.begin + 0.3, RESTART.begin + 0.32)
+    assert explain_duplicate(RESTART.begin + 0.1, [during, RESTART], bound=1.0) == (
+        "pg-restart+kill"
+    ), "accepted while PostgreSQL was down, killed before the ack could commit"
 
 
 def test_lost_excludes_dead_letters_and_duplicates_count_extra_copies() -> None:

@@ -273,7 +273,12 @@ def test_the_outage_of_a_consumer_killed_before_prefect_returns_is_reported_by_t
 
     pool.start(PREFECT_API_URL=own_prefect.api_url)
     label = f":{first.pid} outage"
-    wait_until(lambda: runs_named(own_prefect, label), 90, "the orphaned outage reported")
+    # the run is created Running, then set Completed with its artifact
+    wait_until(
+        lambda: [r for r in runs_named(own_prefect, label) if r.state and r.state.is_final()],
+        90,
+        "the orphaned outage reported",
+    )
     (run,) = runs_named(own_prefect, label)
     assert run.state.is_completed(), run.state
     assert "stopped before it answered again" in (run.state.message or "")
