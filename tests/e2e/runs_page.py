@@ -110,7 +110,7 @@ def past_runs(api_url: str) -> dict[str, RunWork]:
     return out
 
 
-IDLE_SECONDS = 120  # since `up` was ready; the journey's own steps take most of it
+IDLE_SECONDS = 90  # since `up` was ready; the journey's own steps take most of it
 
 
 def check_run_history(api: str, ui: str, ready_at: float, screenshot: Path) -> None:

@@ -85,9 +85,10 @@ class Ticket:
 
 # Render this many emails, start sending them, then render the next slice (~2 ms each).
 RENDER_SLICE = 25
-# A settle waits this long for a pooled connection, then opens one of its own: after a
-# PostgreSQL restart the pool reconnects on a backoff (1 s, 2 s, ...), and an accepted
-# email whose ack waits for it is one a kill meanwhile would send again.
+# A settle (or a release, a suppression) waits this long for a pooled connection, then
+# opens one of its own: after a PostgreSQL restart the pool reconnects on a backoff (1 s,
+# 2 s, ...), and an accepted email whose ack waits for it is one a kill meanwhile would
+# send again; with the database down, a release fails at once instead of after 15 s.
 SETTLE_POOL_WAIT = 0.1
 
 
@@ -394,6 +395,8 @@ class Dispatcher:
         if not ids:
             return
         try:
-            await asyncio.shield(self._db(lambda c: queue.release(c, batch.token, ids)))
+            await asyncio.shield(
+                asyncio.to_thread(self._settle_transaction, queue.release, batch.token, ids)
+            )
         except Exception as exc:  # the lease will expire and the messages come back anyway
             log.warning("could not release messages %s: %s", ids, type(exc).__name__)
