@@ -1,17 +1,10 @@
 """Sending one batch of email jobs: claim, parse, look up, render, send, settle.
 
 `Dispatcher.run_batch` is the unit of work that the `email-dispatch` flow runs as ONE
-Prefect task. Per message it decides:
-
-- delivered                      -> ack
-- transient failure              -> retry_later after a jittered exponential delay
-- ... on its last allowed attempt -> dead_letter, with the last error
-- permanent failure, a payload that does not parse, a missing profile, a template problem
-                                 -> dead_letter with the reason
-- provider unavailable, or not sent because we are stopping -> release (attempt not used)
-
-and settles as the results come in (`Settler`, `Arrivals`): a kill re-sends only what was
-not settled; an unavailable provider raises `ProviderUnavailable` afterwards. Blocking
+Prefect task. What becomes of each message is decided in `decide.py` (a missing profile
+or a template problem is a dead letter too, from rendering here), and the batch settles
+as the results come in (`Settler`, `Arrivals`): a kill re-sends only what was not
+settled; an unavailable provider raises `ProviderUnavailable` afterwards. Blocking
 work (psycopg, smtplib) runs in worker threads."""
 
 from __future__ import annotations
