@@ -1,6 +1,13 @@
 """The database: connections, the migrations runner, the embedded server, the schema dump."""
 
-from taskflow_jobs.db.connect import Connection, connect, redact_reason, redact_url, transaction
+from taskflow_jobs.db.connect import (
+    Connection,
+    check_idle,
+    connect,
+    redact_reason,
+    redact_url,
+    transaction,
+)
 from taskflow_jobs.db.embedded import (
     APP_DATABASE,
     PREFECT_DATABASE,
@@ -22,6 +29,7 @@ __all__ = [
     "EmbeddedPostgres",
     "Migration",
     "MigrationChanged",
+    "check_idle",
     "connect",
     "database_url",
     "discover_migrations",

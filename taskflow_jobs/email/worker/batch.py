@@ -23,7 +23,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from taskflow_jobs.backoff import RetryPolicy
-from taskflow_jobs.db import Connection, DatabaseUnavailable, connect, redact_url
+from taskflow_jobs.db import Connection, DatabaseUnavailable, check_idle, connect, redact_url
 from taskflow_jobs.email.compose import (
     OutgoingEmail,
     ParsedMessage,
@@ -124,12 +124,14 @@ class Dispatcher:
             url,
             min_size=1,
             max_size=settings.email_concurrency + 2,
-            kwargs={"row_factory": dict_row, "connect_timeout": 10},
+            # autocommit: a settle's one statement is one round trip (no BEGIN, COMMIT);
+            # whatever needs several opens its transaction (`_in_transaction`)
+            kwargs={"row_factory": dict_row, "connect_timeout": 10, "autocommit": True},
             open=False,
             timeout=15,
             name="taskflow-email",
             # a connection a PostgreSQL restart closed is replaced, not handed out
-            check=ConnectionPool.check_connection,
+            check=check_idle,
         )
 
     # --- lifecycle -------------------------------------------------------------------
@@ -191,16 +193,18 @@ class Dispatcher:
         return await asyncio.to_thread(self._in_transaction, fn, *args)
 
     def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.pool.connection() as conn:  # commits on success
+        with self.pool.connection() as conn, conn.transaction():  # commits on success
             return fn(conn, *args)
 
     def _settle_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn` on an autocommit connection: its statement commits in its own round trip
+        (no BEGIN and COMMIT around it); `fn` opens a transaction where it has several."""
         try:
             with self.pool.connection(timeout=SETTLE_POOL_WAIT) as conn:
                 return fn(conn, *args)
         except PoolTimeout:  # none free, or the pool is reconnecting: do not wait for it
             pass
-        with connect(self.url, connect_timeout=2) as conn:  # commits on success
+        with connect(self.url, autocommit=True, connect_timeout=2) as conn:
             return fn(conn, *args)
 
     def _sync_queue_settings(self, conn: Connection) -> None:

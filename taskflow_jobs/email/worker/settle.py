@@ -21,6 +21,7 @@ lease, so it ends as a dead letter (with an alert) instead of being sent forever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -181,27 +182,48 @@ class Arrivals:
         self.decide = decide
         self.by_id = {m.id: m for m in messages}
         self.told: set[int] = set()
-        self.event = asyncio.Event()
+        # one wake-up per arrival or finished task: no asyncio.wait over every slice
+        # (its callbacks on each task, and a task for the event, cost more than the ack)
+        self._poked = False
+        self._wake: asyncio.Future[None] | None = None
+        self._watched: set[asyncio.Task] = set()
+        self._finished: set[asyncio.Task] = set()
 
     def __call__(self, item: OutgoingEmail, result: SendResult) -> None:
         if result.status is SendStatus.ACCEPTED:
             self.told.add(item.message_id)
             self.settler.offer([self.decide(self.by_id[item.message_id], result)])
-            self.event.set()
+            self._poke()
+
+    def _poke(self, _task: asyncio.Task | None = None) -> None:
+        self._poked = True
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._finished.add(task)
+        self._poke()
 
     async def wait(self, tasks: set[asyncio.Task]) -> tuple[set[asyncio.Task], set[asyncio.Task]]:
         """(finished, still running) once a task ends, an email is accepted or a settle is due."""
-        arrival = asyncio.ensure_future(self.event.wait())
-        try:
-            finished, waiting = await asyncio.wait(
-                tasks | {arrival},
-                timeout=self.settler.due_in(),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            arrival.cancel()
-        self.event.clear()
-        return finished - {arrival}, waiting - {arrival}
+        for task in tasks - self._watched:
+            self._watched.add(task)
+            task.add_done_callback(self._done)
+        if not self._poked:
+            loop = asyncio.get_running_loop()
+            self._wake = loop.create_future()
+            due_in = self.settler.due_in()
+            timer = None if due_in is None else loop.call_later(due_in, self._poke)
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+                if timer is not None:
+                    timer.cancel()
+        self._poked = False
+        finished = self._finished & tasks
+        self._finished -= finished
+        return finished, tasks - finished
 
     def rest(
         self, pairs: Iterable[tuple[tuple[queue.Message, OutgoingEmail], SendResult]]
@@ -213,9 +235,22 @@ class Arrivals:
 def settle_outcomes(
     conn: Connection, token: Any, outcomes: list[Outcome], now: datetime | None = None
 ) -> list[Outcome]:
-    """Apply outcomes in one transaction, one statement per kind; keep the ones still
-    leased to us (a guarded update skips what another consumer took over)."""
+    """Apply outcomes atomically, one statement per kind; keep the ones still leased to
+    us (a guarded update skips what another consumer took over). On an autocommit
+    connection a settle of one kind (nearly always: accepted emails) is one round trip."""
     by = {a: [o for o in outcomes if o.action is a] for a in Action}
+    several = sum(1 for kind in by.values() if kind) > 1
+    with conn.transaction() if several or not conn.autocommit else contextlib.nullcontext():
+        done = _settle_kinds(conn, token, by, now)
+    lost = [o.message_id for o in outcomes if o.message_id not in done]
+    if lost:
+        log.warning("lease lost before settling messages %s (another consumer took them)", lost)
+    return [o for o in outcomes if o.message_id in done]
+
+
+def _settle_kinds(
+    conn: Connection, token: Any, by: dict[Action, list[Outcome]], now: datetime | None
+) -> set[int]:
     done: set[int] = set()
     done |= set(queue.ack(conn, token, [o.message_id for o in by[Action.SENT]], now=now))
     retries = [queue.Retry(o.message_id, o.error or "", o.delay or 0) for o in by[Action.RETRIED]]
@@ -225,7 +260,4 @@ def settle_outcomes(
     done |= set(queue.release(conn, token, [o.message_id for o in by[Action.RELEASED]], now=now))
     skips = [queue.Failure(o.message_id, o.error or "skipped") for o in by[Action.SKIPPED]]
     done |= set(queue.skip_many(conn, token, skips, now=now))
-    lost = [o.message_id for o in outcomes if o.message_id not in done]
-    if lost:
-        log.warning("lease lost before settling messages %s (another consumer took them)", lost)
-    return [o for o in outcomes if o.message_id in done]
+    return done
