@@ -1,8 +1,9 @@
 """What the gap between dispatch and bare httpx is made of (a profile, not a benchmark).
 
 Drains N queued signups with the Dispatcher alone (no Prefect) to the SendGrid stand-in
-in its own process, then posts the same bodies with the same httpx client directly, then
-drains again under cProfile and splits our process's CPU by where it went. Prints one
+in its own process, then posts the same bodies with the same httpx client directly, and
+through the provider's own transport (bench/_stub.py), then drains again under cProfile
+and splits our process's CPU by where it went. Prints one
 JSON object; `make bench` skips this file (it starts with an underscore).
 
     python bench/_dispatch_gap.py [N]
@@ -25,7 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._scratch import migrated_database, scratch_postgres
-from bench.dispatch import API_KEY, baseline, clear, received
+from bench._stub import API_KEY, baseline, clear, received, transport_baseline
 from taskflow_jobs import db, net
 from taskflow_jobs.settings import load_settings
 from tests.support.dispatch_helpers import _drain
@@ -102,6 +103,10 @@ def main() -> None:
             asyncio.run(baseline(stub_url, bodies, settings.sendgrid_concurrency))
             base = {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall}
             clear(stub_url)
+            cpu, wall = time.process_time(), time.perf_counter()
+            asyncio.run(transport_baseline(stub_url, bodies, settings.sendgrid_concurrency))
+            wire = {"cpu": time.process_time() - cpu, "wall": time.perf_counter() - wall}
+            clear(stub_url)
             signups(url)
             profile = cProfile.Profile()
             profile.enable()
@@ -120,6 +125,9 @@ def main() -> None:
         "baseline_eps": round(N / base["wall"], 1),
         "baseline_cpu_us_per_email": round(base["cpu"] / N * 1e6),
         "ratio": round(base["wall"] / ours["wall"], 3),
+        "transport_eps": round(N / wire["wall"], 1),
+        "transport_cpu_us_per_email": round(wire["cpu"] / N * 1e6),
+        "transport_ratio": round(wire["wall"] / ours["wall"], 3),
         # the profiled drain's CPU split by part, scaled to the unprofiled CPU per email
         "cpu_us_per_email_by_part": {
             k: round(v / total * ours["cpu"] / N * 1e6) for k, v in parts.items()

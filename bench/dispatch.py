@@ -4,7 +4,9 @@
    (drain mode) to a SendGrid-compatible stub running in its own process. Baseline, in
    the same run: the same request bodies (as the stub received them) posted to the same
    stub by the same httpx client configuration, encoding and concurrency, with no queue,
-   no database and no Prefect. Goal: ratio >= 0.9.
+   no database and no Prefect. Goal: ratio >= 0.9. Also `transport_ratio`: against the
+   same bodies posted the provider's own way (its transport and prebuilt request parts),
+   which is what is left of the dispatcher's own overhead.
 2. Latency: `taskflow-jobs consume` running; signups INSERTed at a steady 100/s, one
    transaction each; latency = stub receipt time - time just before the INSERT (which
    commits) was issued. Goal: p50 <= 100 ms, p99 <= 1 s.
@@ -40,82 +42,24 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
-import orjson
 import psycopg
+
+from bench._dispatch_consent import consent
+from bench._stub import (
+    API_KEY,
+    baseline,
+    clear,
+    percentile,
+    received,
+    start_stub,
+    transport_baseline,
+)
 
 THROUGHPUT_EMAILS = int(os.environ.get("BENCH_EMAILS", "10000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 LATENCY_RATE = 100  # signups per second
 LATENCY_SECONDS = int(os.environ.get("BENCH_LATENCY_SECONDS", "30"))
-CONSENT_EMAILS = int(os.environ.get("BENCH_CONSENT_EMAILS", "2000"))
-CONSENT_ROUNDS = int(os.environ.get("BENCH_CONSENT_ROUNDS", "7"))
-SUPPRESSED = 10_000
 PARTS = set(os.environ.get("BENCH_PARTS", "throughput,latency,consent").split(","))
-API_KEY = "SG.bench-key"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def start_stub(port: int, log_dir: Path) -> subprocess.Popen:
-    from taskflow_jobs.net import wait_for_http
-
-    log = open(log_dir / "stub.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "taskflow_jobs.devstack.sendgrid_stub",
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    wait_for_http(f"http://127.0.0.1:{port}/_stub/received", 30, process)
-    return process
-
-
-def received(stub_url: str) -> list[dict[str, Any]]:
-    return httpx.get(f"{stub_url}/_stub/received", timeout=120).json()
-
-
-def clear(stub_url: str) -> None:
-    httpx.delete(f"{stub_url}/_stub/received", timeout=30)
-
-
-async def baseline(stub_url: str, bodies: list[dict[str, Any]], concurrency: int) -> float:
-    """Emails/s posting `bodies` straight to the stub, as the SendGrid provider's client does
-    (same headers, same limits, the same orjson encoding of each body)."""
-    client = httpx.AsyncClient(
-        timeout=30,
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        headers={
-            "Authorization": f"Bearer {API_KEY}",
-            "User-Agent": "taskflow-jobs",
-            "Content-Type": "application/json",
-        },
-    )
-    limit = asyncio.Semaphore(concurrency)
-    url = f"{stub_url}/v3/mail/send"
-
-    async def post(body: dict[str, Any]) -> None:
-        async with limit:
-            response = await client.post(url, content=orjson.dumps(body))
-            assert response.status_code == 202, response.status_code
-
-    started = time.perf_counter()
-    await asyncio.gather(*(post(b) for b in bodies))
-    elapsed = time.perf_counter() - started
-    await client.aclose()
-    return len(bodies) / elapsed
 
 
 async def count_task_runs(flow_run_ids: list[Any]) -> int:
@@ -187,8 +131,17 @@ def throughput_round(db_url: str, stub_url: str, concurrency: int) -> dict[str, 
     clear(stub_url)
     base = asyncio.run(baseline(stub_url, bodies, concurrency))
     clear(stub_url)
+    wire = asyncio.run(transport_baseline(stub_url, bodies, concurrency))
+    clear(stub_url)
     eps = THROUGHPUT_EMAILS / elapsed
-    return {"eps": eps, "baseline_eps": base, "ratio": eps / base, "task_runs": task_runs}
+    return {
+        "eps": eps,
+        "baseline_eps": base,
+        "ratio": eps / base,
+        "transport_eps": wire,
+        "transport_ratio": eps / wire,
+        "task_runs": task_runs,
+    }
 
 
 def throughput(db_url: str, stub_url: str, concurrency: int) -> dict[str, Any]:
@@ -207,6 +160,9 @@ def throughput(db_url: str, stub_url: str, concurrency: int) -> dict[str, Any]:
         "baseline_eps": round(median["baseline_eps"], 1),
         "ratio": round(median["ratio"], 3),
         "round_ratios": [round(r["ratio"], 3) for r in rounds],
+        "transport_eps": round(median["transport_eps"], 1),
+        "transport_ratio": round(statistics.median(r["transport_ratio"] for r in rounds), 3),
+        "round_transport_ratios": [round(r["transport_ratio"], 3) for r in rounds],
         "drain_task_runs_per_10k": round(task_runs * 10_000 / (THROUGHPUT_EMAILS * ROUNDS), 1),
     }
 
@@ -282,120 +238,6 @@ def latency(db_url: str, stub_url: str, env: dict[str, str], log_dir: Path) -> d
     }
 
 
-class NoConsent:
-    """The dispatcher's consent step minus the consent: profiles only, nothing skipped."""
-
-    def look_up(self, conn: Any, parsed: Any) -> Any:
-        from taskflow_jobs.email.compose import load_profiles, profile_ids
-        from taskflow_jobs.email.consent import Screening
-
-        ids = profile_ids(p for _, p in parsed)
-        return (load_profiles(conn, ids) if ids else {}), Screening(kept=list(parsed))
-
-
-def seed_consent(db_url: str) -> list[tuple[str, str]]:
-    """Users with preference rows (all enabled) and a suppression list of other addresses."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        users = conn.execute(
-            "INSERT INTO auth.users (id, email, raw_user_meta_data)"
-            " SELECT gen_random_uuid(), 'pref' || g || '@example.com',"
-            "        jsonb_build_object('full_name', 'Pref ' || g)"
-            " FROM generate_series(1, %s) AS g RETURNING id::text, email",
-            (CONSENT_EMAILS,),
-        ).fetchall()
-        conn.execute("DELETE FROM jobs.messages")  # their welcome emails are not measured
-        conn.execute(
-            "INSERT INTO public.notification_preferences (user_id, type, enabled)"
-            " SELECT u.id, t, true FROM auth.users u, unnest(ARRAY['task_assigned',"
-            " 'notification']) AS t WHERE u.email LIKE 'pref%%'"
-        )
-        conn.execute(
-            "INSERT INTO jobs.suppressions (email, reason, source)"
-            " SELECT 'gone' || g || '@example.com', 'bounce', 'bench'"
-            " FROM generate_series(1, %s) AS g",
-            (SUPPRESSED,),
-        )
-    return users
-
-
-def enqueue_consent_round(db_url: str, users: list[tuple[str, str]]) -> None:
-    payloads = [
-        {"type": "task_assigned", "task_id": i, "task_title": f"Task {i}", "assignee_id": uid}
-        if i % 2
-        else {"type": "notification", "to": address, "subject": "Build", "body": "All green."}
-        for i, (uid, address) in enumerate(users)
-    ]
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT jobs.send_batch('email_notifications', %s::jsonb[])",
-            ([json.dumps(p) for p in payloads],),
-        )
-
-
-def drain_library(db_url: str, with_consent: bool) -> tuple[float, float]:
-    """Emails/s of one drain by the dispatcher's own loop, and its CPU ms per email."""
-    from taskflow_jobs.email.outcomes import DispatchStats
-    from taskflow_jobs.email.worker.batch import Dispatcher
-    from taskflow_jobs.email.worker.run import RunPlan, run_dispatch
-    from taskflow_jobs.settings import get_settings
-
-    async def run() -> tuple[DispatchStats, float, float]:
-        settings = get_settings()
-        dispatcher = await Dispatcher(settings, db_url).open()
-        if not with_consent:
-            dispatcher.consent = NoConsent()  # type: ignore[assignment]
-        stats = DispatchStats()
-        plan = RunPlan(budget=600, concurrency=settings.email_concurrency)
-
-        async def run_batch(window: float, number: int, ticket: Any) -> Any:
-            return await dispatcher.run_batch(window, stats, ticket)
-
-        started, cpu = time.perf_counter(), time.process_time()
-        try:
-            await run_dispatch(dispatcher, run_batch, plan, stats)
-        finally:
-            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-            await dispatcher.close()
-        return stats, elapsed, cpu
-
-    stats, elapsed, cpu = asyncio.run(run())
-    assert stats.sent == CONSENT_EMAILS, stats.summary()
-    return CONSENT_EMAILS / elapsed, cpu * 1000 / CONSENT_EMAILS
-
-
-def consent(db_url: str, stub_url: str) -> dict[str, Any]:
-    users = seed_consent(db_url)
-    rounds: list[dict[str, float]] = []
-    for number in range(CONSENT_ROUNDS):
-        figures: dict[str, float] = {}
-        # ABBA: which variant goes first alternates, so drift favours neither
-        for with_consent in (True, False) if number % 2 == 0 else (False, True):
-            enqueue_consent_round(db_url, users)
-            name = "with" if with_consent else "without"
-            figures[name], figures[f"{name}_cpu_ms"] = drain_library(db_url, with_consent)
-            clear(stub_url)
-        figures["ratio"] = figures["with"] / figures["without"]
-        # cost per email without over with: >= 0.95 means at most ~5% more CPU
-        figures["cpu_ratio"] = figures["without_cpu_ms"] / figures["with_cpu_ms"]
-        rounds.append(figures)
-        print(f"consent round {number + 1}: {figures}", file=sys.stderr, flush=True)
-    median = sorted(rounds, key=lambda r: r["ratio"])[len(rounds) // 2]
-    cpu = sorted(rounds, key=lambda r: r["cpu_ratio"])[len(rounds) // 2]
-    return {
-        "consent_emails": CONSENT_EMAILS,
-        "consent_rounds": CONSENT_ROUNDS,
-        "consent_suppressed_addresses": SUPPRESSED,
-        "consent_eps": round(median["with"], 1),
-        "consent_baseline_eps": round(median["without"], 1),
-        "consent_ratio": round(median["ratio"], 3),
-        "consent_round_ratios": [round(r["ratio"], 3) for r in rounds],
-        "consent_cpu_ms_per_email": round(cpu["with_cpu_ms"], 3),
-        "consent_baseline_cpu_ms_per_email": round(cpu["without_cpu_ms"], 3),
-        "consent_cpu_ratio": round(cpu["cpu_ratio"], 3),
-        "consent_round_cpu_ratios": [round(r["cpu_ratio"], 3) for r in rounds],
-    }
-
-
 def main() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -446,6 +288,8 @@ def main() -> None:
         "email_concurrency": get_settings().email_concurrency,
         "sendgrid_concurrency": concurrency,
         "baseline": "same bodies, same httpx client and concurrency, straight to the stub",
+        "transport_baseline": "same bodies through the provider's own transport and request "
+        "parts, same concurrency: the dispatcher's own overhead",
         "consent_baseline": "the same dispatcher and messages without the consent step",
         "goals": {
             "ratio": ">= 0.9",

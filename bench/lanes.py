@@ -101,12 +101,12 @@ class Run:
 
     # --- the stand-in ---------------------------------------------------------------------
     def received(self) -> list[dict[str, Any]]:
-        from bench.dispatch import received
+        from bench._stub import received
 
         return received(self.stub_url)
 
     def clear(self) -> None:
-        from bench.dispatch import clear
+        from bench._stub import clear
 
         clear(self.stub_url)
 
@@ -208,7 +208,7 @@ class Run:
 
 
 def main() -> None:
-    from bench.dispatch import API_KEY, start_stub
+    from bench._stub import API_KEY, start_stub
     from taskflow_jobs import net
     from taskflow_jobs.devstack import processes, up
     from taskflow_jobs.settings import load_settings

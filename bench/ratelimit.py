@@ -159,7 +159,7 @@ def mechanism(kind: str, url: str, env: dict[str, str], servers: list[int]) -> d
 
 
 def consumers(url: str, stub_url: str, env: dict[str, str], log_dir: Path) -> dict[str, Any]:
-    from bench.dispatch import clear, received
+    from bench._stub import clear, received
 
     backlog = int(CONSUMER_RATE * CONSUMER_SECONDS * 1.2)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -212,7 +212,7 @@ def consumers(url: str, stub_url: str, env: dict[str, str], log_dir: Path) -> di
 def main() -> None:
     import asyncio
 
-    from bench.dispatch import API_KEY, start_stub
+    from bench._stub import API_KEY, start_stub
     from taskflow_jobs import net
     from taskflow_jobs.devstack import processes, up
     from taskflow_jobs.settings import load_settings

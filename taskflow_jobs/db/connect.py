@@ -58,10 +58,15 @@ def check_idle(conn: psycopg.Connection[Any]) -> None:
         raise psycopg.OperationalError("the connection is closed")
     if conn.info.transaction_status != TransactionStatus.IDLE:
         raise psycopg.OperationalError("the connection is not idle")
+    if has_input(conn):
+        ConnectionPool.check_connection(conn)  # reads what arrived; raises if it is dead
+
+
+def has_input(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    """Whether the server wrote to this idle connection (a notice, or it closed it)."""
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN | select.POLLPRI)
-    if poller.poll(0):
-        ConnectionPool.check_connection(conn)  # reads what arrived; raises if it is dead
+    return bool(poller.poll(0))
 
 
 def redact_reason(reason: str, url: str) -> str:

@@ -230,6 +230,34 @@ def ack(
     ]
 
 
+def ack_many(
+    conn: Connection, leases: Sequence[tuple[int, uuid.UUID]], *, now: datetime | None = None
+) -> list[int]:
+    """`ack` for the messages of several batches: (id, its batch's token) pairs."""
+    if not leases:
+        return []
+    cursor = conn.cursor(row_factory=tuple_row)
+    return [row[0] for row in cursor.execute(query("ack_many"), _leases(leases, now))]
+
+
+async def ack_many_async(
+    conn: psycopg.AsyncConnection[Any],
+    leases: Sequence[tuple[int, uuid.UUID]],
+    *,
+    now: datetime | None = None,
+) -> list[int]:
+    """`ack_many` on an async connection (the dispatcher's event loop settles with it)."""
+    if not leases:
+        return []
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(query("ack_many"), _leases(leases, now))
+    return [row[0] for row in await cursor.fetchall()]
+
+
+def _leases(leases: Sequence[tuple[int, uuid.UUID]], now: datetime | None) -> dict[str, Any]:
+    return {"ids": [i for i, _ in leases], "tokens": [t for _, t in leases], "now": now}
+
+
 def retry_later_many(
     conn: Connection,
     token: uuid.UUID,

@@ -98,6 +98,24 @@ def test_ack_with_unknown_token_changes_nothing(conn: psycopg.Connection) -> Non
     assert state(conn, mid)["state"] == "pending"
 
 
+def test_ack_many_archives_each_batch_s_messages_under_its_own_token(
+    conn: psycopg.Connection,
+) -> None:
+    first, second, third = send(conn, 3)
+    a = queue.claim(conn, Q, 1, 30)
+    b = queue.claim(conn, Q, 2, 30)
+    assert a.ids == [first] and b.ids == [second, third]
+    # one statement for both batches; `third` comes with the wrong token: not ours to ack
+    done = queue.ack_many(conn, [(first, a.token), (second, b.token), (third, a.token)])
+    assert sorted(done) == [first, second]
+    assert [state(conn, m)["state"] for m in (first, second, third)] == [
+        "archived",
+        "archived",
+        "pending",
+    ]
+    assert queue.ack_many(conn, []) == []
+
+
 def test_retry_later_waits_for_its_delay_and_keeps_history(conn: psycopg.Connection) -> None:
     (mid,) = send(conn)
     batch = claim_at(conn, T0)

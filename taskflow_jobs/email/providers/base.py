@@ -145,7 +145,8 @@ class ConcurrentSession:
 
     async def send(self, emails: Sequence[OutgoingEmail], control: SendControl) -> list[SendResult]:
         async def one(item: OutgoingEmail) -> SendResult:
-            async with self.limit.slot(control.urgent):
+            await self.limit.acquire(control.urgent)  # not `slot()`: a context per email
+            try:
                 if self.unavailable or not control.may_send():
                     return NOT_SENT
                 if not await self.throttle.wait(control.deadline, control.stop):
@@ -158,6 +159,8 @@ class ConcurrentSession:
                 if result.status is SendStatus.UNAVAILABLE:
                     self.unavailable = True  # the rest would fail the same way
                 return result
+            finally:
+                self.limit.release()
 
         return list(await asyncio.gather(*(one(item) for item in emails)))
 

@@ -3,9 +3,9 @@
 `Dispatcher.run_batch` is the unit of work that the `email-dispatch` flow runs as ONE
 Prefect task. What becomes of each message is decided in `decide.py` (a missing profile
 or a template problem is a dead letter too, from rendering here), and the batch settles
-as the results come in (`Settler`, `Arrivals`): a kill re-sends only what was not
-settled; an unavailable provider raises `ProviderUnavailable` afterwards. Blocking
-work (psycopg, smtplib) runs in worker threads."""
+as the results come in (`Settler`, `Arrivals`, acks on the event loop: `SettleLine`): a
+kill re-sends only what was not settled; an unavailable provider raises
+`ProviderUnavailable` afterwards. Other blocking work (psycopg, smtplib) runs in threads."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ from taskflow_jobs.email.providers import (
 )
 from taskflow_jobs.email.render import Renderer, TemplateProblem
 from taskflow_jobs.email.worker.decide import dead_letter, decide, parse_all
-from taskflow_jobs.email.worker.settle import Arrivals, Settler, settle_outcomes
+from taskflow_jobs.email.worker.settle import Arrivals, SettleLine, Settler, settle_trip
 from taskflow_jobs.jobs import queue
 from taskflow_jobs.jobs.metrics import record_outcomes
 from taskflow_jobs.jobs.wakeup import Listener, Waker, wait_for
@@ -78,10 +78,9 @@ class Ticket:
 
 # Render this many emails, start sending them, then render the next slice (~2 ms each).
 RENDER_SLICE = 25
-# A settle (or a release, a suppression) waits this long for a pooled connection, then
-# opens one of its own: after a PostgreSQL restart the pool reconnects on a backoff (1 s,
-# 2 s, ...), and an accepted email whose ack waits for it is one a kill meanwhile would
-# send again; with the database down, a release fails at once instead of after 15 s.
+# A settle that is not acks alone (or a release, a suppression) waits this long for a
+# pooled connection, then opens its own: after a PostgreSQL restart the pool reconnects on
+# a backoff (1 s, 2 s, ...); with the database down a release fails at once, not in 15 s.
 SETTLE_POOL_WAIT = 0.1
 
 
@@ -120,6 +119,10 @@ class Dispatcher:
         self.waker = Waker()
         self.listener: Listener | None = None
         self.open_batches = 0  # batches whose window is open: they take new arrivals
+        self.settle_line = SettleLine(
+            lambda requests: asyncio.to_thread(self._settle_transaction, settle_trip, requests),
+            url,
+        )
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -170,6 +173,7 @@ class Dispatcher:
         if self.listener is not None:
             await self.listener.stop()
         await self.provider.aclose()
+        await self.settle_line.aclose()
         await asyncio.to_thread(self.pool.close)
 
     async def __aenter__(self) -> Dispatcher:
@@ -340,8 +344,7 @@ class Dispatcher:
             raise ProviderUnavailable(down[0])
 
     async def _suppress(self, bounces: dict[str, str]) -> None:
-        """Suppress hard-bounced addresses; a database error here must not cancel the
-        batch's other sends (their dead letters keep the bounce as the reason)."""
+        """Suppress hard-bounced addresses; an error must not cancel the other sends."""
         try:
             await asyncio.to_thread(self._settle_transaction, suppress, bounces, self.provider.name)
         except SUPPRESS_ERRORS as exc:
@@ -351,9 +354,7 @@ class Dispatcher:
         self, batch: queue.Batch, settled: Callable[[list[Outcome]], None], deadline: float
     ) -> Settler:
         async def settle(outcomes: list[Outcome]) -> list[Outcome]:
-            return await asyncio.to_thread(
-                self._settle_transaction, settle_outcomes, batch.token, outcomes, self.clock()
-            )
+            return await self.settle_line.settle(batch.token, outcomes, self.clock())
 
         return Settler(
             settle,

@@ -23,6 +23,15 @@ ORDER BY priority, id;
 -- Archive delivered messages still leased to the token.
 SELECT id FROM jobs.ack(%(ids)s::bigint[], %(token)s, coalesce(%(now)s::timestamptz, now())) AS id;
 
+-- ack_many --
+-- Archive the delivered messages of several batches at once, each id with its batch's
+-- token (the settles of every batch in flight: one statement, one round trip).
+SELECT a.id
+FROM (SELECT t.token, array_agg(t.id) AS ids
+      FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS t(id, token)
+      GROUP BY t.token) AS g
+CROSS JOIN LATERAL jobs.ack(g.ids, g.token, coalesce(%(now)s::timestamptz, now())) AS a(id);
+
 -- retry_later --
 -- Release leased messages until their delay has passed, recording each error.
 SELECT id FROM jobs.retry_later(%(ids)s::bigint[], %(errors)s, %(delays)s::interval[], %(token)s,

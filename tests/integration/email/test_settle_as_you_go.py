@@ -266,3 +266,43 @@ def test_an_email_accepted_next_to_a_hanging_send_is_acked_at_once(
     assert acked == 9
     left = conn.execute("SELECT payload->>'email' AS email FROM jobs.messages").fetchall()
     assert [r["email"] for r in left] == ["user0@example.com"], "only the hanging one is back"
+
+
+def test_the_settle_line_replaces_a_connection_the_server_closed(
+    database_url: str, conn: psycopg.Connection
+) -> None:
+    """Acks go over the line's own connection on the event loop; after a restart or an
+    administrator's terminate, the next settle notices and reconnects instead of failing."""
+    from taskflow_jobs.email.outcomes import Action, Outcome
+    from taskflow_jobs.email.worker.settle import SettleLine
+    from taskflow_jobs.jobs import queue
+    from taskflow_jobs.settings import EMAIL_QUEUE
+
+    first = queue.send(conn, EMAIL_QUEUE, {"type": "welcome_email"})
+    second = queue.send(conn, EMAIL_QUEUE, {"type": "welcome_email"})
+    batch = queue.claim(conn, EMAIL_QUEUE, 2, 60)
+
+    async def unused(requests):  # type: ignore[no-untyped-def]
+        raise AssertionError("acks alone go on the event loop")
+
+    async def scenario() -> tuple[int, int]:
+        line = SettleLine(unused, database_url)
+        try:
+            sent = [Outcome(first, "welcome_email", 1, Action.SENT)]
+            assert await line.settle(batch.token, sent, None) == sent
+            assert line._conn is not None
+            pid = line._conn.info.backend_pid
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                await asyncio.sleep(0.05)
+            sent = [Outcome(second, "welcome_email", 1, Action.SENT)]
+            assert await line.settle(batch.token, sent, None) == sent
+            assert line._conn is not None
+            return pid, line._conn.info.backend_pid
+        finally:
+            await line.aclose()
+
+    before, after = asyncio.run(scenario())
+    assert after != before, "a new connection"
+    assert queue.message_state(conn, first)["state"] == "archived"  # type: ignore[index]
+    assert queue.message_state(conn, second)["state"] == "archived"  # type: ignore[index]
