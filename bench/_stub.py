@@ -2,7 +2,7 @@
 
 `baseline`: the bodies posted by an httpx client configured like the SendGrid provider
 (the issue's "same httpx client"). `transport_baseline`: the same bodies through the
-provider's own transport and prebuilt request parts, as `SendGridProvider.send_one`
+provider's own connection pool and prebuilt request parts, as `SendGridProvider.send_one`
 posts them, with no queue, database or Prefect: what is left of the gap to it is the
 dispatcher's own work.
 """
@@ -88,7 +88,7 @@ async def baseline(stub_url: str, bodies: list[dict[str, Any]], concurrency: int
 async def transport_baseline(
     stub_url: str, bodies: list[dict[str, Any]], concurrency: int
 ) -> float:
-    """Emails/s posting `bodies` the way the SendGrid provider does (its transport, URL,
+    """Emails/s posting `bodies` the way the SendGrid provider does (its pool, URL,
     headers and timeout), with the same concurrency and encoding."""
     from taskflow_jobs.email.providers.sendgrid import SendGridProvider
 
@@ -97,19 +97,14 @@ async def transport_baseline(
 
     async def post(body: dict[str, Any]) -> None:
         async with limit:
-            request = httpx.Request(
+            response = await provider.pool.request(
                 "POST",
                 provider._url,
                 headers=provider._headers,
                 content=orjson.dumps(body),
                 extensions=provider._extensions,
             )
-            response = await provider.transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            assert response.status_code == 202, response.status_code
+            assert response.status == 202, response.status
 
     started = time.perf_counter()
     await asyncio.gather(*(post(b) for b in bodies))

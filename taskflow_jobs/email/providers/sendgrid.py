@@ -1,10 +1,10 @@
 """SendGrid v3 Web API: POST `{SENDGRID_API_URL}/v3/mail/send`, 202 = accepted.
 
-One pooled httpx transport per dispatcher, with at most SENDGRID_CONCURRENCY requests in
-flight across all batches. Requests go to the transport directly: the URL, the headers and
-the timeout are built once per dispatcher, and the client layer's per-request work (URL
-merging, cookie jar, auth and redirect flows, none of which a JSON API call needs) is
-skipped; a proxy from HTTPS_PROXY/NO_PROXY is honoured as the client would. The API key
+One connection pool per dispatcher (httpcore, the pool under httpx's client: `http.py`),
+with at most SENDGRID_CONCURRENCY requests in flight across all batches. The URL, the
+headers and the timeout are built once per dispatcher, and the client layer's per-request
+work (URL merging, cookie jar, auth and redirect flows, none of which a JSON API call
+needs) is skipped; a proxy from HTTPS_PROXY/NO_PROXY is honoured as the client would. The API key
 only ever travels in the Authorization header; errors are built from status codes and
 SendGrid's error messages, never from headers.
 """
@@ -19,12 +19,19 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import orjson
 
 from taskflow_jobs.backoff import parse_retry_after
 from taskflow_jobs.email.compose import MESSAGE_ID_HEADER, OutgoingEmail
 from taskflow_jobs.email.providers.base import ConcurrentSession, SendResult, concurrent_session
+from taskflow_jobs.email.providers.http import (
+    CONNECT_ERRORS,
+    REQUEST_ERRORS,
+    TIMEOUTS,
+    connection_pool,
+)
 from taskflow_jobs.email.providers.limit import LaneLimit
 from taskflow_jobs.jobs.ratelimit import UNLIMITED, ProviderThrottle
 
@@ -131,22 +138,21 @@ class SendGridProvider:
         self.url = api_url.rstrip("/") + SEND_PATH
         self.host = urlsplit(self.url).netloc
         self.timeout = timeout
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        self.transport = httpx.AsyncHTTPTransport(limits=limits, proxy=_proxy_for(self.url))
-        # the parts of every request that do not change, built once
-        self._url = httpx.URL(self.url)
-        self._headers = httpx.Headers(
-            {
-                "Host": self._url.netloc.decode("ascii"),
-                "Accept": "*/*",
-                "Accept-Encoding": "gzip, deflate",
-                "Connection": "keep-alive",
-                "User-Agent": "taskflow-jobs",
-                "Authorization": f"Bearer {api_key}",
-                "Content-Type": "application/json",
-            }
-        )
-        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self.pool = connection_pool(concurrency, _proxy_for(self.url))
+        # the parts of every request that do not change, built once (no Accept-Encoding:
+        # httpcore hands the body over as it came)
+        self._url = httpcore.URL(self.url)
+        self._headers = [
+            (b"Host", self.host.encode("ascii")),
+            (b"Accept", b"*/*"),
+            (b"Connection", b"keep-alive"),
+            (b"User-Agent", b"taskflow-jobs"),
+            (b"Authorization", f"Bearer {api_key}".encode()),
+            (b"Content-Type", b"application/json"),
+        ]
+        self._extensions = {
+            "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        }
         self.limit = LaneLimit(concurrency)
         self.throttle = throttle
         self._sender: tuple[Any, dict[str, str]] | None = None  # EMAIL_FROM, as JSON once
@@ -161,34 +167,29 @@ class SendGridProvider:
         return orjson.dumps(request_body(item, self._sender[1]))
 
     async def send_one(self, item: OutgoingEmail) -> SendResult:
-        request = httpx.Request(
-            "POST",
-            self._url,
-            headers=self._headers,
-            content=self.encode(item),
-            extensions=self._extensions,
-        )
         try:
-            response = await self.transport.handle_async_request(request)
-            try:
-                body = await response.aread()
-            finally:
-                await response.aclose()
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            response = await self.pool.request(
+                "POST",
+                self._url,
+                headers=self._headers,
+                content=self.encode(item),
+                extensions=self._extensions,
+            )
+        except CONNECT_ERRORS as exc:
             return SendResult.unavailable(f"cannot connect to SendGrid at {self.host}: {_why(exc)}")
-        except httpx.TimeoutException as exc:
+        except TIMEOUTS as exc:
             return SendResult.transient(
                 f"SendGrid did not answer within {self.timeout:g}s ({type(exc).__name__})"
             )
-        except httpx.HTTPError as exc:
+        except REQUEST_ERRORS as exc:
             return SendResult.transient(f"SendGrid request failed: {_why(exc)}")
-        status = response.status_code
-        if 200 <= status < 300:
+        if 200 <= response.status < 300:
             return ACCEPTED  # the common case: no headers or body to look at
-        return classify_response(status, response.headers, body.decode("utf-8", "replace"))
+        body = response.content.decode("utf-8", "replace")
+        return classify_response(response.status, httpx.Headers(response.headers), body)
 
     async def aclose(self) -> None:
-        await self.transport.aclose()
+        await self.pool.aclose()
         self.throttle.close()
 
 
