@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpcore
+import httpx
 
 # what a request can fail with; connecting is told apart (the provider is unreachable)
 CONNECT_ERRORS = (httpcore.ConnectError, httpcore.ConnectTimeout)
@@ -93,8 +94,6 @@ class LeanBackend(httpcore.AsyncNetworkBackend):
 def connection_pool(concurrency: int, proxy: str | None) -> httpcore.AsyncConnectionPool:
     """Up to `concurrency` kept-alive connections, TLS verified as httpx verifies it
     (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), through `proxy` if one is set."""
-    import httpx  # its SSL context: the same trust store as the client's
-
     return httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(),
         proxy=httpcore.Proxy(proxy) if proxy else None,
