@@ -288,7 +288,7 @@ def main() -> None:
         "email_concurrency": get_settings().email_concurrency,
         "sendgrid_concurrency": concurrency,
         "baseline": "same bodies, same httpx client and concurrency, straight to the stub",
-        "transport_baseline": "same bodies through the provider's own transport and request "
+        "transport_baseline": "same bodies through the provider's own connection pool and request "
         "parts, same concurrency: the dispatcher's own overhead",
         "consent_baseline": "the same dispatcher and messages without the consent step",
         "goals": {
