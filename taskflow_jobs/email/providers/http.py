@@ -28,6 +28,7 @@ REQUEST_ERRORS = (
     httpcore.ProxyError,
     httpcore.UnsupportedProtocol,
     httpcore.ConnectionNotAvailable,
+    OSError,  # ssl.SSLError on a live connection, which httpcore does not map
 )
 
 
@@ -96,9 +97,25 @@ def connection_pool(concurrency: int, proxy: str | None) -> httpcore.AsyncConnec
     (certifi, or SSL_CERT_FILE / SSL_CERT_DIR), through `proxy` if one is set."""
     return httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(),
-        proxy=httpcore.Proxy(proxy) if proxy else None,
+        proxy=_proxy(proxy) if proxy else None,
         max_connections=concurrency,
         max_keepalive_connections=concurrency,
         keepalive_expiry=5.0,
         network_backend=LeanBackend(),
+    )
+
+
+def _proxy(url: str) -> httpcore.Proxy:
+    """The proxy as httpx's client builds it: credentials in the URL become the proxy's
+    authentication, and a URL without a scheme is an http:// one."""
+    parsed = httpx.Proxy(url if "://" in url else f"http://{url}")
+    return httpcore.Proxy(
+        url=httpcore.URL(
+            scheme=parsed.url.raw_scheme,
+            host=parsed.url.raw_host,
+            port=parsed.url.port,
+            target=parsed.url.raw_path,
+        ),
+        auth=parsed.raw_auth,
+        headers=parsed.headers.raw,
     )

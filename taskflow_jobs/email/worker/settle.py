@@ -247,6 +247,9 @@ class SettleRequest:
     now: datetime | None
 
 
+# longest wait for the answer to a trip of acks on the event loop
+TRIP_TIMEOUT = 10.0
+
 # one trip: settle these requests (in a worker thread), a result or an error for each
 Trip = Callable[[list[SettleRequest]], Coroutine[Any, Any, list["list[Outcome] | Exception"]]]
 
@@ -264,12 +267,13 @@ class SettleLine:
         self._threaded = threaded
         self._url = url  # None: every trip is threaded
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._suspect = False  # a trip was cancelled mid-query: do not reuse the connection
         self._waiting: list[tuple[SettleRequest, asyncio.Future[list[Outcome]]]] = []
         self._runner: asyncio.Task[None] | None = None
         self.trips = 0
 
     async def aclose(self) -> None:
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._suspect = self._conn, None, False
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
@@ -281,14 +285,18 @@ class SettleLine:
         leases = [(o.message_id, r.token) for r in requests for o in r.outcomes]
         conn = await self._connection(self._url)
         try:
-            done = set(await queue.ack_many_async(conn, leases, now=requests[0].now))
+            async with asyncio.timeout(TRIP_TIMEOUT):
+                done = set(await queue.ack_many_async(conn, leases, now=requests[0].now))
+        except TimeoutError:  # a dead network path: every batch's settles wait on this one
+            await self.aclose()
+            raise DatabaseUnavailable(f"no answer to a settle within {TRIP_TIMEOUT:g}s") from None
         except psycopg.Error:
             await self.aclose()  # the next trip starts on a new connection
             raise
         return [_kept(r.outcomes, done) for r in requests]
 
     async def _connection(self, url: str) -> psycopg.AsyncConnection[Any]:
-        if self._conn is not None and (self._conn.closed or has_input(self._conn)):
+        if self._conn is not None and (self._suspect or self._conn.closed or has_input(self._conn)):
             await self.aclose()  # a restart's notice or the end of the stream: replace it
         if self._conn is None:
             try:
@@ -315,7 +323,9 @@ class SettleLine:
             except Exception as exc:  # the whole trip failed: each settle retries on its own
                 results = [exc] * len(group)
             except BaseException as exc:  # cancelled: nothing is known to have committed
-                for _, future in group + self._waiting:
+                self._suspect = True
+                waiting, self._waiting = self._waiting, []
+                for _, future in group + waiting:
                     if not future.done():
                         future.set_exception(exc)
                 raise
@@ -340,7 +350,7 @@ def settle_trip(conn: Connection, requests: list[SettleRequest]) -> list[list[Ou
     for r in requests:
         try:
             results.append(settle_outcomes(conn, r.token, r.outcomes, r.now))
-        except psycopg.Error as exc:
+        except Exception as exc:  # this batch's error only: the others' stand
             results.append(exc)
     return results
 
