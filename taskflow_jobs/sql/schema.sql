@@ -21,7 +21,8 @@ CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamp with time
                                   idempotency_key, redrive_count)
         SELECT d.id, d.queue, d.payload, d.enqueued_at, p_now, d.attempt, d.errors,
                d.idempotency_key, d.redrive_count
-        FROM done d JOIN jobs.queues q ON q.name = d.queue AND q.archive
+        FROM done d
+        WHERE d.queue = ANY (ARRAY(SELECT q.name FROM jobs.queues q WHERE q.archive))
     )
     SELECT id FROM done;
 $$;

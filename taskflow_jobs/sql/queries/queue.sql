@@ -8,12 +8,12 @@ SELECT jobs.send(%(queue)s, %(payload)s, %(delay)s, %(idempotency_key)s, %(max_a
 SELECT id FROM jobs.send_batch(%(queue)s, %(payloads)s::jsonb, %(delay)s, %(priority)s::smallint) AS id;
 
 -- claim --
--- Lease up to batch_size visible messages to a token (columns in Message's field order;
--- an empty error history comes back as NULL, which is cheaper to decode), lane by lane,
+-- Lease up to batch_size visible messages to a token (columns in Message's field order,
+-- less the queue, which the caller knows; an empty error history comes back as NULL, which
+-- is cheaper to decode; no enqueue time, which nothing reads), lane by lane,
 -- from lane 0 up to last_lane (0: the express lane's transactional messages only), leaving
 -- transactional messages younger than leave_fresh to the express lane.
-SELECT id, queue, payload, attempt, max_attempts, nullif(errors, '[]'::jsonb), enqueued_at,
-       redrive_count, priority
+SELECT id, payload, attempt, max_attempts, nullif(errors, '[]'::jsonb), redrive_count, priority
 FROM jobs.claim(%(queue)s, %(batch_size)s, %(visibility_timeout)s, %(token)s,
                 coalesce(%(now)s::timestamptz, now()), %(last_lane)s::smallint,
                 %(leave_fresh)s::interval)
