@@ -49,10 +49,8 @@ def _interval(value: timedelta | float | None) -> timedelta | None:
 
 
 class Message(NamedTuple):
-    """A leased message (immutable). A tuple, not a dataclass: a claim builds a thousand of
-    them, and a frozen dataclass's `__init__` cost more than decoding their rows. Its enqueue
-    time is not fetched: nothing in the consumer reads it, and a timestamp is the dearest
-    column to print and parse (`message_state` and the tables have it)."""
+    """A leased message: a tuple, as a frozen dataclass's `__init__` cost more than decoding
+    its row. No enqueue time: nothing here reads it, and it is the dearest column to fetch."""
 
     id: int
     queue: str
@@ -215,7 +213,6 @@ def claim(
         )
         .fetchall()
     )
-    # the queue is the one asked for: it does not travel once per row
     return Batch(
         token,
         [Message(r[0], queue, r[1], r[2], r[3], r[4] or [], r[5], r[6]) for r in rows],
