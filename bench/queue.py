@@ -92,7 +92,7 @@ class Bench:
         return self.total / seconds
 
     def reset(self) -> None:
-        self.conn.execute(f"TRUNCATE jobs.archive, pgmq.a_{PGMQ_QUEUE}")
+        self.conn.execute(f"TRUNCATE jobs.archive_batches, pgmq.a_{PGMQ_QUEUE}")
         self.conn.commit()
 
     # --- ours ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class Retention:
     days: int
     delete_query: str
     vacuum_query: str
+    label: str | None = None  # the name reports show, if not the table's
 
     def template(self, name: str) -> sql.Composed:
         schema, table = self.table.split(".")
@@ -65,11 +66,12 @@ def retentions(settings: Settings) -> list[Retention]:
             "vacuum_audit_log",
         ),
         Retention(
-            "jobs.archive",
+            "jobs.archive_batches",
             "finalized_at",
             settings.cleanup_archive_days,
             "delete_expired_archive",
             "vacuum_archive",
+            label="jobs.archive",  # the view users read; `deleted` counts its messages
         ),
         Retention(
             "jobs.dead_letters",
@@ -141,7 +143,7 @@ def purge(
     if not conn.autocommit:
         raise ValueError("purge needs an autocommit connection (one transaction per batch)")
     cutoff = now - dt.timedelta(days=retention.days)
-    result = PurgeResult(retention.table, cutoff)
+    result = PurgeResult(retention.label or retention.table, cutoff)
     set_batch_limits(conn, target_seconds)
     next_at, nth_at = retention.template("cleanup_next_at"), retention.template("cleanup_nth_at")
     started = time.perf_counter()
@@ -153,9 +155,11 @@ def purge(
         hi = min(cutoff, lo + window)
         t0 = time.perf_counter()
         try:
-            deleted = conn.execute(
+            cursor = conn.execute(
                 query(retention.delete_query), {"lo": lo, "hi": hi, "cutoff": cutoff}
-            ).rowcount
+            )
+            # a query that counts for itself (the archive's batches) says how many it deleted
+            deleted = cursor.fetchone()["deleted"] if cursor.description else cursor.rowcount
         except (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable) as exc:
             result.timeouts += 1
             if window <= MIN_WINDOW and result.timeouts > 10:

@@ -17,14 +17,112 @@ CREATE FUNCTION jobs.ack(p_ids bigint[], p_token uuid, p_now timestamp with time
         WHERE m.id = ANY (p_ids) AND m.claim_token = p_token
         RETURNING m.*
     ), kept AS (
-        INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
-                                  idempotency_key, redrive_count)
-        SELECT d.id, d.queue, d.payload, d.enqueued_at, p_now, d.attempt, d.errors,
-               d.idempotency_key, d.redrive_count
+        INSERT INTO jobs.archive_batches (queue, finalized_at, ids, id_range, payloads,
+                                          enqueued_at, attempts, errors, idempotency_keys,
+                                          redrive_counts)
+        SELECT d.queue, p_now, array_agg(d.id), int8range(min(d.id), max(d.id), '[]'),
+               array_agg(d.payload), array_agg(d.enqueued_at), array_agg(d.attempt),
+               array_agg(d.errors), array_agg(d.idempotency_key), array_agg(d.redrive_count)
         FROM done d
         WHERE d.queue = ANY (ARRAY(SELECT q.name FROM jobs.queues q WHERE q.archive))
+        GROUP BY d.queue
     )
     SELECT id FROM done;
+$$;
+
+CREATE FUNCTION jobs.archive_write() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+    i integer;
+    b jobs.archive_batches%ROWTYPE;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        SELECT * INTO b FROM jobs.archive_batches
+        WHERE id_range @> OLD.id AND OLD.id = ANY (ids)
+        FOR UPDATE;
+        i := array_position(b.ids, OLD.id);
+        IF cardinality(b.ids) = 1 THEN
+            DELETE FROM jobs.archive_batches WHERE batch_id = b.batch_id;
+        ELSE
+            UPDATE jobs.archive_batches
+            SET ids = ids[:i - 1] || ids[i + 1:], payloads = payloads[:i - 1] || payloads[i + 1:],
+                enqueued_at = enqueued_at[:i - 1] || enqueued_at[i + 1:],
+                attempts = attempts[:i - 1] || attempts[i + 1:],
+                errors = errors[:i - 1] || errors[i + 1:],
+                idempotency_keys = idempotency_keys[:i - 1] || idempotency_keys[i + 1:],
+                redrive_counts = redrive_counts[:i - 1] || redrive_counts[i + 1:],
+                skipped_reasons = skipped_reasons[:i - 1] || skipped_reasons[i + 1:]
+            WHERE batch_id = b.batch_id;
+        END IF;
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO jobs.archive_batches (queue, finalized_at, ids, id_range, payloads,
+                                          enqueued_at, attempts, errors, idempotency_keys,
+                                          redrive_counts, skipped_reasons)
+        VALUES (NEW.queue, coalesce(NEW.finalized_at, now()), ARRAY[NEW.id],
+                int8range(NEW.id, NEW.id, '[]'), ARRAY[NEW.payload],
+                ARRAY[coalesce(NEW.enqueued_at, now())], ARRAY[coalesce(NEW.attempt, 0)],
+                ARRAY[coalesce(NEW.errors, '[]'::jsonb)], ARRAY[NEW.idempotency_key],
+                ARRAY[coalesce(NEW.redrive_count, 0)],
+                CASE WHEN NEW.skipped_reason IS NOT NULL THEN ARRAY[NEW.skipped_reason] END);
+        RETURN NEW;
+    END IF;
+    RETURN OLD;
+END $$;
+
+CREATE TABLE jobs.archive_batches (
+    batch_id bigint NOT NULL,
+    queue text NOT NULL,
+    finalized_at timestamp with time zone NOT NULL,
+    ids bigint[] NOT NULL,
+    id_range int8range NOT NULL,
+    payloads jsonb[] NOT NULL,
+    enqueued_at timestamp with time zone[] NOT NULL,
+    attempts integer[] NOT NULL,
+    errors jsonb[] NOT NULL,
+    idempotency_keys text[] NOT NULL,
+    redrive_counts integer[] NOT NULL,
+    skipped_reasons text[],
+    CONSTRAINT archive_batches_aligned CHECK (((cardinality(payloads) = cardinality(ids)) AND (cardinality(enqueued_at) = cardinality(ids)) AND (cardinality(attempts) = cardinality(ids)) AND (cardinality(errors) = cardinality(ids)) AND (cardinality(idempotency_keys) = cardinality(ids)) AND (cardinality(redrive_counts) = cardinality(ids)) AND ((skipped_reasons IS NULL) OR (cardinality(skipped_reasons) = cardinality(ids))))),
+    CONSTRAINT archive_batches_not_empty CHECK ((cardinality(ids) > 0))
+);
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN ids SET STORAGE EXTERNAL;
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN payloads SET STORAGE EXTERNAL;
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN enqueued_at SET STORAGE EXTERNAL;
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN attempts SET STORAGE EXTERNAL;
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN errors SET STORAGE EXTERNAL;
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN idempotency_keys SET STORAGE EXTERNAL;
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN redrive_counts SET STORAGE EXTERNAL;
+ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN skipped_reasons SET STORAGE EXTERNAL;
+
+CREATE VIEW jobs.archive AS
+ SELECT m.id,
+    b.queue,
+    m.payload,
+    m.enqueued_at,
+    b.finalized_at,
+    m.attempt,
+    m.errors,
+    m.idempotency_key,
+    m.redrive_count,
+    m.skipped_reason
+   FROM (jobs.archive_batches b
+     CROSS JOIN LATERAL UNNEST(b.ids, b.payloads, b.enqueued_at, b.attempts, b.errors, b.idempotency_keys, b.redrive_counts, b.skipped_reasons) m(id, payload, enqueued_at, attempt, errors, idempotency_key, redrive_count, skipped_reason));
+
+CREATE FUNCTION jobs.archived(p_id bigint) RETURNS SETOF jobs.archive
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+    SELECT m.id, b.queue, m.payload, m.enqueued_at, b.finalized_at, m.attempt, m.errors,
+           m.idempotency_key, m.redrive_count, m.skipped_reason
+    FROM jobs.archive_batches b
+    CROSS JOIN LATERAL unnest(b.ids, b.payloads, b.enqueued_at, b.attempts, b.errors,
+                              b.idempotency_keys, b.redrive_counts, b.skipped_reasons)
+         AS m (id, payload, enqueued_at, attempt, errors, idempotency_key, redrive_count,
+               skipped_reason)
+    WHERE b.id_range @> p_id AND m.id = p_id;
 $$;
 
 CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now(), p_last_lane smallint DEFAULT 1, p_leave_fresh interval DEFAULT NULL::interval) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer, priority smallint)
@@ -387,11 +485,16 @@ CREATE FUNCTION jobs.skip(p_ids bigint[], p_reasons text[], p_token uuid, p_now 
         WHERE m.id = ANY (p_ids) AND m.id = r.id AND m.claim_token = p_token
         RETURNING m.*, r.reason
     ), kept AS (
-        INSERT INTO jobs.archive (id, queue, payload, enqueued_at, finalized_at, attempt, errors,
-                                  idempotency_key, redrive_count, skipped_reason)
-        SELECT d.id, d.queue, d.payload, d.enqueued_at, p_now, d.attempt, d.errors,
-               d.idempotency_key, d.redrive_count, d.reason
-        FROM done d JOIN jobs.queues q ON q.name = d.queue AND q.archive
+        INSERT INTO jobs.archive_batches (queue, finalized_at, ids, id_range, payloads,
+                                          enqueued_at, attempts, errors, idempotency_keys,
+                                          redrive_counts, skipped_reasons)
+        SELECT d.queue, p_now, array_agg(d.id), int8range(min(d.id), max(d.id), '[]'),
+               array_agg(d.payload), array_agg(d.enqueued_at), array_agg(d.attempt),
+               array_agg(d.errors), array_agg(d.idempotency_key), array_agg(d.redrive_count),
+               array_agg(d.reason)
+        FROM done d
+        WHERE d.queue = ANY (ARRAY(SELECT q.name FROM jobs.queues q WHERE q.archive))
+        GROUP BY d.queue
     )
     SELECT id FROM done;
 $$;
@@ -476,18 +579,13 @@ CREATE TABLE auth.users (
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
-CREATE TABLE jobs.archive (
-    id bigint NOT NULL,
-    queue text NOT NULL,
-    payload jsonb NOT NULL,
-    enqueued_at timestamp with time zone NOT NULL,
-    finalized_at timestamp with time zone NOT NULL,
-    attempt integer NOT NULL,
-    errors jsonb NOT NULL,
-    idempotency_key text,
-    redrive_count integer NOT NULL,
-    skipped_reason text,
-    CONSTRAINT archive_skipped_reason_check CHECK ((skipped_reason <> ''::text))
+ALTER TABLE jobs.archive_batches ALTER COLUMN batch_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME jobs.archive_batches_batch_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
 
 CREATE TABLE jobs.dead_letters (
@@ -760,8 +858,8 @@ ALTER TABLE ONLY jobs.prefect_outbox ALTER COLUMN id SET DEFAULT nextval('jobs.p
 ALTER TABLE ONLY auth.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (id);
 
-ALTER TABLE ONLY jobs.archive
-    ADD CONSTRAINT archive_pkey PRIMARY KEY (id);
+ALTER TABLE ONLY jobs.archive_batches
+    ADD CONSTRAINT archive_batches_pkey PRIMARY KEY (batch_id);
 
 ALTER TABLE ONLY jobs.dead_letters
     ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (id);
@@ -813,7 +911,9 @@ ALTER TABLE ONLY public.tasks
 
 CREATE INDEX users_created_at_idx ON auth.users USING btree (created_at);
 
-CREATE INDEX archive_finalized_at_idx ON jobs.archive USING btree (finalized_at);
+CREATE INDEX archive_batches_finalized_at_idx ON jobs.archive_batches USING btree (finalized_at);
+
+CREATE INDEX archive_batches_id_range_idx ON jobs.archive_batches USING gist (id_range);
 
 CREATE INDEX dead_letters_dead_lettered_at_idx ON jobs.dead_letters USING btree (dead_lettered_at);
 
@@ -842,6 +942,8 @@ CREATE INDEX tasks_created_at_idx ON public.tasks USING btree (created_at);
 CREATE TRIGGER create_profile_for_new_user AFTER INSERT ON auth.users FOR EACH ROW EXECUTE FUNCTION public.create_profile_for_new_user();
 
 CREATE TRIGGER enqueue_welcome_email AFTER INSERT ON auth.users FOR EACH ROW EXECUTE FUNCTION jobs.on_user_created();
+
+CREATE TRIGGER archive_write INSTEAD OF INSERT OR DELETE OR UPDATE ON jobs.archive FOR EACH ROW EXECUTE FUNCTION jobs.archive_write();
 
 CREATE TRIGGER dead_letters_outbox AFTER INSERT ON jobs.dead_letters REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION jobs.outbox_dead_letters();
 

@@ -76,7 +76,7 @@ def test_cleanup_removes_exactly_the_expired_rows(database_url: str, conn) -> No
             "SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL"
         )
     }
-    assert {"audit_log", "archive", "dead_letters", "idempotency_keys"} <= vacuumed
+    assert {"audit_log", "archive_batches", "dead_letters", "idempotency_keys"} <= vacuumed
     assert all(r.vacuum_seconds is not None for r in results)
 
     again = retention.run_cleanup(settings, database_url, now=NOW)

@@ -68,7 +68,7 @@ def state(conn: psycopg.Connection, message_id: int) -> dict[str, Any]:
         "SELECT 'pending' AS state, id, attempt, errors, visible_at, claim_token, NULL AS reason"
         " FROM jobs.messages WHERE id = %(id)s"
         " UNION ALL SELECT 'archived', id, attempt, errors, NULL, NULL, NULL"
-        " FROM jobs.archive WHERE id = %(id)s"
+        " FROM jobs.archived(%(id)s)"
         " UNION ALL SELECT 'dead', id, attempt, errors, NULL, NULL, reason"
         " FROM jobs.dead_letters WHERE id = %(id)s",
         {"id": message_id},

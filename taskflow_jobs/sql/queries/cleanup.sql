@@ -4,9 +4,13 @@ DELETE FROM public.audit_log
 WHERE created_at >= %(lo)s AND created_at < %(hi)s AND created_at < %(cutoff)s;
 
 -- delete_expired_archive --
--- One batch: acked messages finalized in the window [lo, hi), before `cutoff`.
-DELETE FROM jobs.archive
-WHERE finalized_at >= %(lo)s AND finalized_at < %(hi)s AND finalized_at < %(cutoff)s;
+-- One batch: the archive's batches finalized in the window [lo, hi), before `cutoff`; the number of messages they held.
+WITH gone AS (
+    DELETE FROM jobs.archive_batches
+    WHERE finalized_at >= %(lo)s AND finalized_at < %(hi)s AND finalized_at < %(cutoff)s
+    RETURNING cardinality(ids) AS messages
+)
+SELECT coalesce(sum(messages), 0)::bigint AS deleted FROM gone;
 
 -- delete_expired_dead_letters --
 -- One batch: dead letters buried in the window [lo, hi), before `cutoff`.
@@ -35,7 +39,7 @@ VACUUM (ANALYZE) public.audit_log;
 
 -- vacuum_archive --
 -- Reclaim space and refresh statistics after a cleanup (outside a transaction).
-VACUUM (ANALYZE) jobs.archive;
+VACUUM (ANALYZE) jobs.archive_batches;
 
 -- vacuum_dead_letters --
 -- Reclaim space and refresh statistics after a cleanup (outside a transaction).

@@ -75,6 +75,6 @@ FROM jobs.messages WHERE id = %(id)s
 UNION ALL
 SELECT CASE WHEN skipped_reason IS NULL THEN 'archived' ELSE 'skipped' END, id, queue, payload,
        attempt, errors, skipped_reason
-FROM jobs.archive WHERE id = %(id)s
+FROM jobs.archived(%(id)s)
 UNION ALL
 SELECT 'dead', id, queue, payload, attempt, errors, reason FROM jobs.dead_letters WHERE id = %(id)s;

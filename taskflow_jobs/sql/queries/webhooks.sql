@@ -31,7 +31,7 @@ SELECT jobs.enqueue_task_assigned(%(task_id)s, %(title)s, %(assignee_id)s, %(ass
 -- (an idempotency key may have returned an older job; enqueued_at = now() only for ours).
 SELECT payload, enqueued_at = now() AS created FROM jobs.messages WHERE id = %(id)s
 UNION ALL
-SELECT payload, false FROM jobs.archive WHERE id = %(id)s
+SELECT payload, false FROM jobs.archived(%(id)s)
 UNION ALL
 SELECT payload, false FROM jobs.dead_letters WHERE id = %(id)s;
 
