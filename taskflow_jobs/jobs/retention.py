@@ -48,6 +48,7 @@ class Retention:
     delete_query: str
     vacuum_query: str
     label: str | None = None  # the name reports show, if not the table's
+    nth_query: str = "cleanup_nth_at"  # sizes the first window (in rows, or in messages)
 
     def template(self, name: str) -> sql.Composed:
         schema, table = self.table.split(".")
@@ -72,6 +73,7 @@ def retentions(settings: Settings) -> list[Retention]:
             "delete_expired_archive",
             "vacuum_archive",
             label="jobs.archive",  # the view users read; `deleted` counts its messages
+            nth_query="cleanup_nth_at_messages",
         ),
         Retention(
             "jobs.dead_letters",
@@ -145,7 +147,7 @@ def purge(
     cutoff = now - dt.timedelta(days=retention.days)
     result = PurgeResult(retention.label or retention.table, cutoff)
     set_batch_limits(conn, target_seconds)
-    next_at, nth_at = retention.template("cleanup_next_at"), retention.template("cleanup_nth_at")
+    next_at, nth_at = retention.template("cleanup_next_at"), retention.template(retention.nth_query)
     started = time.perf_counter()
     lo = _at(conn, next_at, {"after": dt.datetime.min.replace(tzinfo=dt.UTC), "cutoff": cutoff})
     if lo is not None:

@@ -86,7 +86,8 @@ CREATE TABLE jobs.archive_batches (
     redrive_counts integer[] NOT NULL,
     skipped_reasons text[],
     CONSTRAINT archive_batches_aligned CHECK (((cardinality(payloads) = cardinality(ids)) AND (cardinality(enqueued_at) = cardinality(ids)) AND (cardinality(attempts) = cardinality(ids)) AND (cardinality(errors) = cardinality(ids)) AND (cardinality(idempotency_keys) = cardinality(ids)) AND (cardinality(redrive_counts) = cardinality(ids)) AND ((skipped_reasons IS NULL) OR (cardinality(skipped_reasons) = cardinality(ids))))),
-    CONSTRAINT archive_batches_not_empty CHECK ((cardinality(ids) > 0))
+    CONSTRAINT archive_batches_not_empty CHECK ((cardinality(ids) > 0)),
+    CONSTRAINT archive_batches_skipped_reason_check CHECK ((NOT (''::text = ANY (skipped_reasons))))
 );
 ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN ids SET STORAGE EXTERNAL;
 ALTER TABLE ONLY jobs.archive_batches ALTER COLUMN payloads SET STORAGE EXTERNAL;
@@ -122,7 +123,9 @@ CREATE FUNCTION jobs.archived(p_id bigint) RETURNS SETOF jobs.archive
                               b.idempotency_keys, b.redrive_counts, b.skipped_reasons)
          AS m (id, payload, enqueued_at, attempt, errors, idempotency_key, redrive_count,
                skipped_reason)
-    WHERE b.id_range @> p_id AND m.id = p_id;
+    -- a batch's range can be wide (a retried message joins newer ones): the id test on
+    -- the array spares unnesting the payloads of the batches that only overlap
+    WHERE b.id_range @> p_id AND p_id = ANY (b.ids) AND m.id = p_id;
 $$;
 
 CREATE FUNCTION jobs.claim(p_queue text, p_batch_size integer, p_visibility_timeout interval, p_token uuid, p_now timestamp with time zone DEFAULT now(), p_last_lane smallint DEFAULT 1, p_leave_fresh interval DEFAULT NULL::interval) RETURNS TABLE(id bigint, queue text, payload jsonb, attempt integer, max_attempts integer, errors jsonb, enqueued_at timestamp with time zone, redrive_count integer, priority smallint)

@@ -10,8 +10,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from taskflow_jobs import db
-from taskflow_jobs.jobs import queue
-from taskflow_jobs.settings import EMAIL_QUEUE
+from taskflow_jobs.jobs import queue, retention
+from taskflow_jobs.settings import EMAIL_QUEUE, load_settings
 
 BEFORE = 110
 COLUMNS = (
@@ -124,4 +124,20 @@ def test_the_view_takes_an_operators_update_and_delete(conn: psycopg.Connection)
     sizes = conn.execute("SELECT cardinality(ids) AS n FROM jobs.archive_batches ORDER BY 1")
     assert [r["n"] for r in sizes] == [1, 1]  # the moved one is a batch of its own
     conn.execute("DELETE FROM jobs.archive")
+    assert conn.execute("SELECT count(*) AS n FROM jobs.archive_batches").fetchone()["n"] == 0
+
+
+def test_the_cleanups_first_window_counts_messages_not_batches(conn: psycopg.Connection) -> None:
+    for minutes in (1, 2, 3):  # three ack calls of 10 messages each, a minute apart
+        queue.send_batch(conn, EMAIL_QUEUE, [{"type": "notification"}] * 10)
+        leased = queue.claim(conn, EMAIL_QUEUE, 10, 60)
+        queue.ack(conn, leased.token, leased.ids, now=T0 + dt.timedelta(minutes=minutes))
+    (archive,) = [r for r in retention.retentions(load_settings()) if r.label == "jobs.archive"]
+    nth = archive.template(archive.nth_query)
+    window = {"after": T0, "cutoff": T0 + dt.timedelta(days=1)}
+    ends = [conn.execute(nth, {**window, "rows": n}).fetchone()["at"] for n in (5, 15, 25)]
+    assert ends == [T0 + dt.timedelta(minutes=m) for m in (1, 2, 3)]
+    assert conn.execute(nth, {**window, "rows": 30}).fetchone() is None
+    result = retention.purge(conn, archive, now=T0 + dt.timedelta(days=400), batch_size=15)
+    assert result.table == "jobs.archive" and result.deleted == 30
     assert conn.execute("SELECT count(*) AS n FROM jobs.archive_batches").fetchone()["n"] == 0

@@ -33,6 +33,16 @@ SELECT {column} AS at FROM {table}
 WHERE {column} >= %(after)s AND {column} < %(cutoff)s
 ORDER BY {column} OFFSET %(rows)s LIMIT 1;
 
+-- cleanup_nth_at_messages --
+-- Template ({table}, {column}) for the archive's batches: the timestamp `rows` archived messages after `after` (a batch counts as its messages).
+SELECT at FROM (
+    SELECT {column} AS at, sum(cardinality(ids)) OVER (ORDER BY {column}) AS messages
+    FROM {table}
+    WHERE {column} >= %(after)s AND {column} < %(cutoff)s
+) AS running
+WHERE messages > %(rows)s
+ORDER BY at LIMIT 1;
+
 -- vacuum_audit_log --
 -- Reclaim space and refresh statistics after a cleanup (outside a transaction).
 VACUUM (ANALYZE) public.audit_log;
