@@ -219,5 +219,8 @@ def test_consume_sends_with_the_provider_set_in_the_blocks(
     output = log.read_text()
     assert consumer.returncode == 0, output
     assert "provider sendgrid" in output
-    assert re.search(r"burst done: \{.*'sent': [1-9]", output), "consume sent it"
+    # a welcome goes out through the express lane or a burst, whichever claimed it first
+    assert re.search(r"burst done: \{.*'sent': [1-9]", output) or re.search(
+        r"express lane stopped after [1-9]", output
+    ), "consume sent it"
     assert API_KEY not in output
